@@ -1,0 +1,206 @@
+"""Frozen configuration dataclasses.
+
+A sweep is described by four configs: what to learn (`TaskConfig`), with which network
+(`ModelConfig`), how to optimise (`OptimConfig`, `TrainConfig`) and over which grid of runs
+(`SweepConfig`). Everything that differs between runs of one sweep lives in `SweepConfig`;
+everything else is shared by all runs, so one compiled computation trains them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Optional
+
+from jgrok.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """Which dataset. `op` is an operation name (see `jgrok.data.algorithmic.known_ops`),
+    `group:<path>` for a Cayley-table CSV."""
+
+    op: str = "x2_plus_y2"
+    p: int = 97
+    label_noise: float = 0.0  # fraction of training answers replaced by random answers
+
+    def validate(self) -> None:
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ConfigError(f"label_noise={self.label_noise} must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Network shape. `kind` is 'transformer' (Power et al.) or 'mlp'."""
+
+    kind: str = "transformer"
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: Optional[int] = None  # None: 4 * d_model
+    use_bias: bool = False
+    max_len: int = 8
+    # MLP options
+    mlp_width: int = 256
+    mlp_depth: int = 2  # hidden layers
+    mlp_activation: str = "relu"  # relu | gelu | quadratic
+    mlp_input: str = "embed"  # embed | onehot
+    init_scale: float = 1.0  # every parameter multiplied by this after the usual init
+
+    def validate(self) -> None:
+        if self.kind not in ("transformer", "mlp"):
+            raise ConfigError(f"unknown model {self.kind!r}; known: transformer, mlp")
+        if self.kind == "transformer":
+            if self.d_model % self.n_heads:
+                raise ConfigError(
+                    f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+            if self.n_layers < 1:
+                raise ConfigError(f"n_layers={self.n_layers} must be >= 1")
+        if self.mlp_activation not in ("relu", "gelu", "quadratic"):
+            raise ConfigError(
+                f"unknown activation {self.mlp_activation!r}; known: relu, gelu, quadratic")
+        if self.mlp_input not in ("embed", "onehot"):
+            raise ConfigError(f"unknown mlp_input {self.mlp_input!r}; known: embed, onehot")
+        if self.init_scale <= 0:
+            raise ConfigError(f"init_scale={self.init_scale} must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer shared by all runs (lr and weight decay are per run, in `SweepConfig`)."""
+
+    name: str = "adamw"  # adamw | adam | sgd
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-8
+    momentum: float = 0.0  # sgd only
+    warmup_steps: int = 10
+    schedule: str = "constant"  # constant | cosine (after warmup)
+    decay_to_init: bool = False  # weight decay pulls towards the initial weights, not zero
+
+    def validate(self) -> None:
+        if self.name not in ("adamw", "adam", "sgd"):
+            raise ConfigError(f"unknown optimizer {self.name!r}; known: adamw, adam, sgd")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"unknown schedule {self.schedule!r}; known: constant, cosine")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps={self.warmup_steps} must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings shared by all runs."""
+
+    steps: int = 100_000
+    batch_size: Optional[int] = None  # None: min(512, ceil(N_train / 2)); 0: full batch
+    loss: str = "ce"  # ce | mse
+    eval_every: int = 100
+    log_eval: int = 0  # > 0: this many log-spaced eval points instead of every eval_every
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps={self.steps} must be >= 1")
+        if self.batch_size is not None and self.batch_size < 0:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 0 (0 = full batch)")
+        if self.loss not in ("ce", "mse"):
+            raise ConfigError(f"unknown loss {self.loss!r}; known: ce, mse")
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every} must be >= 1")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"keep_checkpoints={self.keep_checkpoints} must be >= 1")
+
+    def eval_steps(self) -> tuple[int, ...]:
+        """Steps at which every run is evaluated: 0, ..., steps (always both ends)."""
+        if self.log_eval > 0:
+            pts = {int(round(x)) for x in _geomspace(1, self.steps, self.log_eval)}
+        else:
+            pts = set(range(self.eval_every, self.steps + 1, self.eval_every))
+        pts |= {0, self.steps}
+        return tuple(sorted(pts))
+
+
+def _geomspace(lo: float, hi: float, n: int) -> list[float]:
+    if n == 1:
+        return [hi]
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+GRID_AXES = ("seed", "split_seed", "fraction", "weight_decay", "lr")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The grid: the Cartesian product of the listed values, one run per point.
+
+    `split_seeds=None` pairs the split seed with the init seed (run i of seed s uses split s),
+    as in the paper, where each seed gives a new split and a new initialisation.
+    """
+
+    seeds: tuple[int, ...] = (0,)
+    split_seeds: Optional[tuple[int, ...]] = None
+    fractions: tuple[float, ...] = (0.5,)
+    weight_decays: tuple[float, ...] = (1.0,)
+    lrs: tuple[float, ...] = (1e-3,)
+
+    def validate(self) -> None:
+        for name in ("seeds", "fractions", "weight_decays", "lrs"):
+            if len(getattr(self, name)) == 0:
+                raise ConfigError(f"{name} is empty; give at least one value")
+        for f in self.fractions:
+            if not (isinstance(f, (int, float)) and math.isfinite(f) and 0.0 < f < 1.0):
+                raise ConfigError(f"training fraction {f} is outside (0, 1)")
+        for wd in self.weight_decays:
+            if not (math.isfinite(wd) and wd >= 0):
+                raise ConfigError(f"weight decay {wd} must be a finite number >= 0")
+        for lr in self.lrs:
+            if not (math.isfinite(lr) and lr > 0):
+                raise ConfigError(f"learning rate {lr} must be a finite number > 0")
+        for s in tuple(self.seeds) + tuple(self.split_seeds or ()):
+            if int(s) != s or s < 0:
+                raise ConfigError(f"seed {s} must be a non-negative integer")
+
+    def grid(self) -> list[dict]:
+        """One dict per run, keys `GRID_AXES`, in a fixed order (seed varies fastest last)."""
+        rows = []
+        splits = self.split_seeds
+        for frac, wd, lr in itertools.product(self.fractions, self.weight_decays, self.lrs):
+            for seed in self.seeds:
+                for split in (splits if splits is not None else (seed,)):
+                    rows.append(dict(seed=int(seed), split_seed=int(split), fraction=float(frac),
+                                     weight_decay=float(wd), lr=float(lr)))
+        return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    sweep: SweepConfig = SweepConfig()
+
+    def validate(self) -> None:
+        for part in (self.task, self.model, self.optim, self.train, self.sweep):
+            part.validate()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "ExperimentConfig":
+        def tup(x):
+            return None if x is None else tuple(x)
+
+        sw = dict(d["sweep"])
+        for k in ("seeds", "fractions", "weight_decays", "lrs"):
+            sw[k] = tup(sw[k])
+        sw["split_seeds"] = tup(sw.get("split_seeds"))
+        return ExperimentConfig(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]),
+                                optim=OptimConfig(**d["optim"]), train=TrainConfig(**d["train"]),
+                                sweep=SweepConfig(**sw))
+

@@ -1,0 +1,21 @@
+"""Model construction from a `ModelConfig`."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from jgrok.config import ModelConfig
+from jgrok.models.mlp import OperandMLP
+from jgrok.models.transformer import Transformer
+
+
+def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
+    cfg.validate()
+    if cfg.kind == "transformer":
+        return Transformer(vocab_size=vocab_size, n_layers=cfg.n_layers, d_model=cfg.d_model,
+                           n_heads=cfg.n_heads, d_ff=cfg.d_ff or 4 * cfg.d_model,
+                           max_len=cfg.max_len, use_bias=cfg.use_bias)
+    return OperandMLP(vocab_size=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
+                      activation=cfg.mlp_activation, input_mode=cfg.mlp_input,
+                      d_embed=cfg.d_model)
+

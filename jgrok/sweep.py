@@ -1,0 +1,178 @@
+"""R runs in lockstep: grid expansion, `jit(vmap(...))` of the one-run functions, sharding of the
+run axis over devices, and the loop that evaluates, records and checkpoints.
+
+The host is only in the loop between evaluations: between two eval steps all runs advance with a
+`lax.fori_loop` inside one jitted call (the trip count is an argument, so a log-spaced schedule
+compiles once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jgrok import train
+from jgrok.config import ExperimentConfig
+from jgrok.data.split import Dataset, split_run
+from jgrok.models import build_model
+from jgrok.optim import make_optimizer
+
+EVAL_CHUNK = 2048
+
+
+@dataclasses.dataclass
+class Engine:
+    """Compiled batched functions for one experiment, plus the batched run data."""
+
+    cfg: ExperimentConfig
+    dataset: Dataset
+    grid: list  # one dict of grid coordinates per real run
+    n_runs: int  # real runs
+    n_padded: int  # runs including padding to a multiple of the device count
+    mesh: Mesh
+    problem: train.Problem
+    run_data: train.RunData  # batched (n_padded, ...), sharded over the run axis
+    inputs: jax.Array
+    targets: jax.Array
+    init: Callable
+    advance: Callable
+    evaluate: Callable
+
+    def shard_runs(self, tree):
+        return jax.device_put(tree, NamedSharding(self.mesh, P("runs")))
+
+
+def run_mesh(devices=None) -> Mesh:
+    devices = list(devices if devices is not None else jax.devices())
+    return Mesh(np.array(devices), ("runs",))
+
+
+def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
+                 constant_norm: bool = False) -> Engine:
+    cfg.validate()
+    grid = cfg.sweep.grid()
+    mesh = run_mesh(devices)
+    n_dev = mesh.devices.size
+    n_runs = len(grid)
+    n_padded = -(-n_runs // n_dev) * n_dev
+    padded = grid + [grid[-1]] * (n_padded - n_runs)
+
+    splits = {}
+    per_run = []
+    for g in padded:
+        k = (g["fraction"], g["split_seed"])
+        if k not in splits:
+            splits[k] = split_run(dataset, g["fraction"], g["split_seed"], cfg.task.label_noise,
+                                  cfg.train.batch_size)
+        per_run.append(splits[k])
+    stacked = {k: np.stack([r[k] for r in per_run]) for k in per_run[0]}
+    max_batch = int(stacked["batch_size"].max())
+
+    model = build_model(cfg.model, dataset.n_classes)
+    tx = make_optimizer(cfg.optim, cfg.train.steps)
+    problem = train.Problem(model=model, tx=tx, loss=cfg.train.loss, n_classes=dataset.n_classes,
+                            max_batch=max_batch, eval_chunk=min(EVAL_CHUNK, dataset.size),
+                            init_scale=cfg.model.init_scale, constant_norm=constant_norm)
+
+    runs = NamedSharding(mesh, P("runs"))
+    repl = NamedSharding(mesh, P())
+    run_data = jax.device_put(train.RunData(**{k: jnp.asarray(v) for k, v in stacked.items()}),
+                              runs)
+    inputs = jax.device_put(jnp.asarray(dataset.inputs), repl)
+    targets = jax.device_put(jnp.asarray(dataset.targets), repl)
+    sample = jnp.asarray(dataset.inputs[:1])
+
+    init = jax.jit(jax.vmap(functools.partial(train.init_run, problem, sample)),
+                   out_shardings=runs)
+    advance = jax.jit(
+        jax.vmap(functools.partial(train.train_steps, problem), in_axes=(None, 0, 0, None)),
+        donate_argnums=(1,), out_shardings=runs)
+    evaluate = jax.jit(jax.vmap(functools.partial(train.evaluate, problem),
+                                in_axes=(None, None, 0, 0)))
+    return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
+                  mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
+                  init=init, advance=advance, evaluate=evaluate)
+
+
+def grid_arrays(engine: Engine) -> dict:
+    g = engine.grid + [engine.grid[-1]] * (engine.n_padded - engine.n_runs)
+    out = dict(seed=np.array([r["seed"] for r in g], np.uint32),
+               split_seed=np.array([r["split_seed"] for r in g], np.uint32),
+               lr=np.array([r["lr"] for r in g], np.float32),
+               weight_decay=np.array([r["weight_decay"] for r in g], np.float32))
+    return {k: engine.shard_runs(jnp.asarray(v)) for k, v in out.items()}
+
+
+def init_state(engine: Engine) -> train.RunState:
+    g = grid_arrays(engine)
+    return engine.init(g["seed"], g["split_seed"], g["lr"], g["weight_decay"])
+
+
+def advance(engine: Engine, state: train.RunState, n_steps: int) -> train.RunState:
+    """All runs take `n_steps` steps. The input state's buffers are donated."""
+    if n_steps <= 0:
+        return state
+    return engine.advance(engine.inputs, state, engine.run_data, jnp.int32(n_steps))
+
+
+def evaluate(engine: Engine, state: train.RunState) -> dict:
+    """Metrics of every real run as host NumPy arrays of shape (n_runs,)."""
+    m = engine.evaluate(engine.inputs, engine.targets, state.params, engine.run_data)
+    m = jax.device_get(m)
+    out = {k: np.asarray(v)[: engine.n_runs] for k, v in m.items()}
+    out["diverged"] = np.asarray(jax.device_get(state.diverged))[: engine.n_runs].astype(int)
+    out["diverged_step"] = np.asarray(jax.device_get(state.diverged_step))[: engine.n_runs]
+    return out
+
+
+def metric_rows(engine: Engine, step: int, metrics: dict, extra_coords: Optional[dict] = None
+                ) -> list[dict]:
+    rows = []
+    for i, g in enumerate(engine.grid):
+        row = dict(run=i, **(extra_coords or {}), **g, step=int(step))
+        for k in train.METRIC_NAMES:
+            row[k] = float(metrics[k][i])
+        row["diverged"] = int(metrics["diverged"][i])
+        rows.append(row)
+    return rows
+
+
+def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None):
+    """Advance from `start_step` through `eval_steps` (those > start_step), calling
+    `on_eval(step, state, metrics)` after each evaluation. Returns the final state."""
+    step = start_step
+    for s in eval_steps:
+        if s < step:
+            continue
+        state = advance(engine, state, s - step)
+        step = s
+        metrics = evaluate(engine, state)
+        if on_eval is not None:
+            on_eval(step, state, metrics)
+    return state
+
+
+def train_sweep(cfg: ExperimentConfig, dataset: Dataset, devices=None) -> tuple[pd.DataFrame,
+                                                                               train.RunState]:
+    """Train every run of the grid in memory, no files: returns (metrics table, final state)."""
+    engine = build_engine(cfg, dataset, devices)
+    rows: list = []
+    state = init_state(engine)
+    state = run_to_step(engine, state, 0, cfg.train.eval_steps(),
+                        lambda s, _, m: rows.extend(metric_rows(engine, s, m)))
+    return pd.DataFrame(rows), state
+
+
+def time_it(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    jax.block_until_ready(out)
+    return out, time.perf_counter() - t

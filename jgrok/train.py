@@ -1,0 +1,170 @@
+"""One run: its state, its initialisation, one training step and its evaluation.
+
+Everything here is written for a single run and is pure; `jgrok.sweep` turns it into R runs with
+`jax.vmap`. A run sees the dataset's full arrays (shared by all runs) plus its own `RunData`:
+which rows are its training and validation rows, its (possibly noisy) labels and its batch size.
+Different training fractions therefore batch together: a run's training set is a mask, and a
+batch is drawn by taking the `B` smallest of uniform draws over its training rows (sampling
+without replacement), of which the first `batch_size` count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jgrok.config import ExperimentConfig
+
+
+class RunState(flax.struct.PyTreeNode):
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar
+    key: jax.Array  # uint32[2], data-order key of this run (from its split seed)
+    diverged: jax.Array  # bool scalar: loss became NaN/inf; the run is frozen from then on
+    diverged_step: jax.Array  # int32 scalar, -1 while healthy
+
+
+class RunData(flax.struct.PyTreeNode):
+    """Per-run view of the shared dataset (arrays over the N rows of the dataset)."""
+
+    train_mask: jax.Array  # bool (N,)
+    val_mask: jax.Array  # bool (N,)
+    labels: jax.Array  # int32 (N,): training labels (label noise applied on training rows)
+    batch_size: jax.Array  # int32 scalar
+    n_train: jax.Array  # int32 scalar
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What one step needs besides state and data; hashable closure for `jax.jit`."""
+
+    model: nn.Module
+    tx: optax.GradientTransformation
+    loss: str  # ce | mse
+    n_classes: int
+    max_batch: int  # B: static batch buffer size (max over runs)
+    eval_chunk: int
+    init_scale: float
+    constant_norm: bool = False  # rescale weights to their initial norm after every step
+
+
+def per_example_loss(logits, labels, loss: str, n_classes: int):
+    if loss == "mse":
+        onehot = jax.nn.one_hot(labels, n_classes, dtype=logits.dtype)
+        return jnp.mean((logits[..., :n_classes] - onehot) ** 2, axis=-1)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def global_norm(tree) -> jax.Array:
+    return optax.global_norm(tree)
+
+
+def last_layer_norm(params) -> jax.Array:
+    return optax.global_norm(params["unembed"])
+
+
+def init_run(problem: Problem, sample_input, seed, split_seed, lr, weight_decay) -> RunState:
+    """Initial state of one run. `seed` drives the weights, `split_seed` the data order."""
+    key = jax.random.PRNGKey(seed)
+    params = problem.model.init(key, sample_input)["params"]
+    if problem.init_scale != 1.0:
+        params = jax.tree.map(lambda p: p * problem.init_scale, params)
+    opt_state = problem.tx.init(params)
+    hp = opt_state.hyperparams
+    hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
+    hp["weight_decay"] = jnp.asarray(weight_decay, hp["weight_decay"].dtype)
+    data_key = jax.random.fold_in(jax.random.PRNGKey(split_seed), 0x6A67)
+    return RunState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32),
+                    key=data_key, diverged=jnp.zeros((), bool),
+                    diverged_step=jnp.full((), -1, jnp.int32))
+
+
+def sample_batch(key, data: RunData, max_batch: int):
+    """Indices (B,) of a batch drawn without replacement from the run's training rows, and
+    per-example weights that sum to 1 over the first `batch_size` of them."""
+    u = jax.random.uniform(key, data.train_mask.shape)
+    u = jnp.where(data.train_mask, u, 2.0)
+    _, idx = jax.lax.top_k(-u, max_batch)
+    valid = jnp.arange(max_batch) < data.batch_size
+    w = valid.astype(jnp.float32) / data.batch_size.astype(jnp.float32)
+    return idx, w
+
+
+def train_step(problem: Problem, inputs, state: RunState, data: RunData):
+    """One optimizer step of one run. Returns (new_state, batch_loss)."""
+    key = jax.random.fold_in(state.key, state.step)
+    idx, w = sample_batch(key, data, problem.max_batch)
+    x, y = inputs[idx], data.labels[idx]
+
+    def loss_fn(params):
+        logits = problem.model.apply({"params": params}, x)
+        return jnp.sum(w * per_example_loss(logits, y, problem.loss, problem.n_classes))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = problem.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if problem.constant_norm:
+        params = rescale_to_norm(params, state.params)
+    bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.global_norm(params))
+    newly = bad & ~state.diverged
+    keep = state.diverged | bad
+    new = RunState(params=params, opt_state=opt_state, step=state.step + 1, key=state.key,
+                   diverged=keep, diverged_step=jnp.where(newly, state.step + 1,
+                                                          state.diverged_step))
+    # a diverged run is frozen: its weights and optimizer state stay as they were
+    frozen = jax.tree.map(lambda a, b: jnp.where(keep, a, b),
+                          (state.params, state.opt_state), (new.params, new.opt_state))
+    new = new.replace(params=frozen[0], opt_state=frozen[1])
+    return new, loss
+
+
+def rescale_to_norm(params, reference):
+    """Rescale `params` to the global norm of `reference` (constant-norm control)."""
+    target = optax.global_norm(reference)
+    return jax.tree.map(lambda p: p * (target / optax.global_norm(params)), params)
+
+
+def train_steps(problem: Problem, inputs, state: RunState, data: RunData, n_steps):
+    """`n_steps` (may be traced) steps of one run, with the host out of the loop."""
+    return jax.lax.fori_loop(0, n_steps, lambda _, s: train_step(problem, inputs, s, data)[0],
+                             state)
+
+
+def evaluate(problem: Problem, inputs, targets, params, data: RunData) -> dict:
+    """Loss and accuracy on the run's full training and validation rows, and weight norms.
+    Training rows are scored against the labels the run trains on; validation rows against
+    the clean targets."""
+    n = inputs.shape[0]
+    c = problem.eval_chunk
+    pad = (-n) % c
+    xs = jnp.concatenate([inputs, jnp.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
+    xs = xs.reshape((-1, c) + inputs.shape[1:])
+
+    def chunk_logits(xc):
+        return problem.model.apply({"params": params}, xc)
+
+    logits = jax.lax.map(chunk_logits, xs)
+    logits = logits.reshape((-1,) + logits.shape[2:])[:n]
+    pred = jnp.argmax(logits[..., : problem.n_classes], axis=-1)
+
+    def scored(labels, mask):
+        loss = per_example_loss(logits, labels, problem.loss, problem.n_classes)
+        m = mask.astype(jnp.float32)
+        cnt = jnp.maximum(m.sum(), 1.0)
+        return jnp.sum(loss * m) / cnt, jnp.sum((pred == labels) * m) / cnt
+
+    train_loss, train_acc = scored(data.labels, data.train_mask)
+    val_loss, val_acc = scored(targets, data.val_mask)
+    return dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+                param_norm=global_norm(params), last_layer_norm=last_layer_norm(params))
+
+
+METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm",
+                "last_layer_norm")
