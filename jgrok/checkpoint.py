@@ -1,0 +1,84 @@
+"""Orbax checkpoints of the whole batched state of a sweep.
+
+`Checkpoints` wraps an `orbax.checkpoint.CheckpointManager` that keeps the last k versions under
+`<run_dir>/checkpoints/<step>`. Restoring walks back from the newest version: one that cannot be
+read (truncated file, deleted directory, arrays of the wrong shape) is reported with a warning and
+the previous one is tried, so a corrupt latest checkpoint costs at most one checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jgrok.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class Checkpoints:
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 3):
+        self.directory = Path(run_dir).absolute() / "checkpoints"
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                 enable_async_checkpointing=False))
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: Any) -> None:
+        self.manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
+        self.manager.wait_until_finished()
+
+    def restore_latest(self, like: Any, warn=None) -> tuple[Optional[int], Any]:
+        """(step, state) of the newest readable checkpoint shaped like `like`, or (None, None).
+
+        `like` is a state (or abstract state) with the shapes, dtypes and shardings expected.
+        """
+        warn = warn or log.warning
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        for step in reversed(self.steps()):
+            try:
+                state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                _check_shapes(state, abstract)
+                return step, state
+            except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
+                msg = " ".join(str(e).split())[:300]
+                warn(f"checkpoint at step {step} in {self.directory} is unreadable "
+                     f"({type(e).__name__}: {msg}); falling back to the previous one")
+        return None, None
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _check_shapes(state, abstract) -> None:
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(abstract)):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"array shape {tuple(a.shape)} != expected {tuple(b.shape)}")
+
+
+def load_raw(run_dir: str | os.PathLike, step: Optional[int] = None) -> tuple[int, dict]:
+    """The newest (or given) checkpoint as nested dicts of NumPy arrays, without a target."""
+    ck = Checkpoints(run_dir)
+    steps = ck.steps()
+    if not steps:
+        raise ConfigError(f"no checkpoint in {ck.directory}")
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise ConfigError(f"no checkpoint at step {step} in {ck.directory}; have {steps}")
+    raw = ck.manager.restore(step, args=ocp.args.StandardRestore())
+    ck.close()
+    return step, raw
+
+
+def run_params(raw_state: dict, run: int) -> dict:
+    """One run's parameters (a pytree of NumPy arrays) from a batched raw state."""
+    return jax.tree.map(lambda a: np.asarray(a)[run], raw_state["params"])

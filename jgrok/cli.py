@@ -1,0 +1,62 @@
+"""Helpers shared by the absl entry points in `experiments/`: list parsing and the rule that bad
+input ends the program with one line on stderr and exit code 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from jgrok.errors import ConfigError
+
+
+def parse_floats(spec: str | Sequence[str], name: str) -> tuple[float, ...]:
+    """'0.1,0.2' or ['0.1', '0.2'] or 'start:stop:num' (inclusive, evenly spaced)."""
+    items = spec if not isinstance(spec, str) else spec.split(",")
+    items = [s.strip() for s in items if str(s).strip()]
+    if len(items) == 1 and items[0].count(":") == 2:
+        a, b, n = items[0].split(":")
+        try:
+            a, b, n = float(a), float(b), int(n)
+        except ValueError:
+            raise ConfigError(f"--{name}={items[0]!r} is not start:stop:num")
+        if n < 1:
+            raise ConfigError(f"--{name}={items[0]!r}: num must be >= 1")
+        return tuple(round(a + (b - a) * i / max(n - 1, 1), 10) for i in range(n))
+    try:
+        vals = tuple(float(s) for s in items)
+    except ValueError:
+        raise ConfigError(f"--{name}={','.join(items)!r} is not a list of numbers")
+    if not vals:
+        raise ConfigError(f"--{name} is empty")
+    return vals
+
+
+def parse_ints(spec: str | Sequence[str], name: str) -> tuple[int, ...]:
+    items = spec if not isinstance(spec, str) else spec.split(",")
+    try:
+        vals = tuple(int(str(s).strip()) for s in items if str(s).strip())
+    except ValueError:
+        raise ConfigError(f"--{name}={spec!r} is not a list of integers")
+    if not vals:
+        raise ConfigError(f"--{name} is empty")
+    return vals
+
+
+def run_main(main: Callable[[list], None], argv: list | None = None) -> None:
+    """absl-style `app.run` with one-line errors and exit code 2 for bad input."""
+    from absl import flags
+
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        main(rest)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; finished results are on disk (resume with --resume)", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,74 @@
+"""Tidy tables and run metadata on disk. Every write goes to a temporary file in the same folder
+and is renamed over the target, so an interrupted write never leaves a truncated file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from jgrok.errors import ConfigError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)` then rename the temporary file to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    atomic_write(path, w)
+
+
+def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no metrics table at {path}")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"metrics table {path} is unreadable: {type(e).__name__}: {e}")
+    for col in ("run", "step", "train_acc", "val_acc"):
+        if col not in df.columns:
+            raise ConfigError(f"metrics table {path} has no column {col!r}")
+    return df
+
+
+def versions() -> dict:
+    import flax
+    import jax
+    import optax
+    import orbax.checkpoint
+
+    import jgrok
+
+    return dict(jgrok=jgrok.__version__, jax=jax.__version__, flax=flax.__version__,
+                optax=optax.__version__, orbax_checkpoint=orbax.checkpoint.__version__,
+                python=sys.version.split()[0], platform=platform.platform(),
+                backend=jax.default_backend(), devices=[str(d) for d in jax.devices()])
