@@ -63,11 +63,11 @@ def per_example_loss(logits, labels, loss: str, n_classes: int):
 
 
 def global_norm(tree) -> jax.Array:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def last_layer_norm(params) -> jax.Array:
-    return optax.global_norm(params["unembed"])
+    return optax.tree.norm(params["unembed"])
 
 
 def init_run(problem: Problem, sample_input, seed, split_seed, lr, weight_decay) -> RunState:
@@ -112,7 +112,7 @@ def train_step(problem: Problem, inputs, state: RunState, data: RunData):
     params = optax.apply_updates(state.params, updates)
     if problem.constant_norm:
         params = rescale_to_norm(params, state.params)
-    bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.global_norm(params))
+    bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.tree.norm(params))
     newly = bad & ~state.diverged
     keep = state.diverged | bad
     new = RunState(params=params, opt_state=opt_state, step=state.step + 1, key=state.key,
@@ -127,8 +127,8 @@ def train_step(problem: Problem, inputs, state: RunState, data: RunData):
 
 def rescale_to_norm(params, reference):
     """Rescale `params` to the global norm of `reference` (constant-norm control)."""
-    target = optax.global_norm(reference)
-    return jax.tree.map(lambda p: p * (target / optax.global_norm(params)), params)
+    target = optax.tree.norm(reference)
+    return jax.tree.map(lambda p: p * (target / optax.tree.norm(params)), params)
 
 
 def train_steps(problem: Problem, inputs, state: RunState, data: RunData, n_steps):
