@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -51,9 +53,20 @@ class Checkpoints:
                 return step, state
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
                 msg = " ".join(str(e).split())[:300]
+                moved = self._set_aside(step)
                 warn(f"checkpoint at step {step} in {self.directory} is unreadable "
-                     f"({type(e).__name__}: {msg}); falling back to the previous one")
+                     f"({type(e).__name__}: {msg}); moved it to {moved} and falling back to "
+                     f"the previous one")
         return None, None
+
+    def _set_aside(self, step: int) -> Path:
+        """Move an unreadable checkpoint out of the manager's way (kept for inspection)."""
+        dest_dir = self.directory.parent / "corrupt_checkpoints"
+        dest_dir.mkdir(exist_ok=True)
+        dest = dest_dir / f"{step}-{int(time.time())}"
+        shutil.move(str(self.directory / str(step)), dest)
+        self.manager.reload()
+        return dest
 
     def close(self) -> None:
         self.manager.close()
@@ -82,3 +95,15 @@ def load_raw(run_dir: str | os.PathLike, step: Optional[int] = None) -> tuple[in
 def run_params(raw_state: dict, run: int) -> dict:
     """One run's parameters (a pytree of NumPy arrays) from a batched raw state."""
     return jax.tree.map(lambda a: np.asarray(a)[run], raw_state["params"])
+
+
+def find_run(grid: list[dict], **coords) -> int:
+    """Index of the single run of `grid` (config.json's "grid") matching the coordinates."""
+    hits = [i for i, g in enumerate(grid)
+            if all(np.isclose(g[k], v) if isinstance(v, float) else g[k] == v
+                   for k, v in coords.items())]
+    if len(hits) != 1:
+        what = ", ".join(f"{k}={v}" for k, v in coords.items())
+        raise ConfigError(f"no run matches {what}" if not hits else
+                          f"{len(hits)} runs match {what}; give more coordinates")
+    return hits[0]

@@ -76,11 +76,10 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     stacked = {k: np.stack([r[k] for r in per_run]) for k in per_run[0]}
     max_batch = int(stacked["batch_size"].max())
 
-    model = build_model(cfg.model, dataset.n_classes)
-    tx = make_optimizer(cfg.optim, cfg.train.steps)
-    problem = train.Problem(model=model, tx=tx, loss=cfg.train.loss, n_classes=dataset.n_classes,
-                            max_batch=max_batch, eval_chunk=min(EVAL_CHUNK, dataset.size),
-                            init_scale=cfg.model.init_scale, constant_norm=constant_norm)
+    problem, init, advance_fn, evaluate_fn = _compiled(
+        cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
+        min(EVAL_CHUNK, dataset.size), constant_norm, tuple(mesh.devices.flat),
+        tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
 
     runs = NamedSharding(mesh, P("runs"))
     repl = NamedSharding(mesh, P())
@@ -88,8 +87,24 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
                               runs)
     inputs = jax.device_put(jnp.asarray(dataset.inputs), repl)
     targets = jax.device_put(jnp.asarray(dataset.targets), repl)
-    sample = jnp.asarray(dataset.inputs[:1])
+    return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
+                  mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
+                  init=init, advance=advance_fn, evaluate=evaluate_fn)
 
+
+@functools.lru_cache(maxsize=32)
+def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chunk,
+              constant_norm, devices, input_shape, input_dtype):
+    """The problem and its jitted batched functions, shared by engines with the same settings
+    (so a second sweep of the same shape, or a resumed one, does not compile again)."""
+    model = build_model(model_cfg, n_classes)
+    tx = make_optimizer(optim_cfg, steps)
+    problem = train.Problem(model=model, tx=tx, loss=loss, n_classes=n_classes,
+                            max_batch=max_batch, eval_chunk=eval_chunk,
+                            init_scale=model_cfg.init_scale, constant_norm=constant_norm)
+    mesh = Mesh(np.array(devices), ("runs",))
+    runs = NamedSharding(mesh, P("runs"))
+    sample = jnp.zeros((1,) + input_shape, input_dtype)
     init = jax.jit(jax.vmap(functools.partial(train.init_run, problem, sample)),
                    out_shardings=runs)
     advance = jax.jit(
@@ -97,9 +112,7 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
         donate_argnums=(1,), out_shardings=runs)
     evaluate = jax.jit(jax.vmap(functools.partial(train.evaluate, problem),
                                 in_axes=(None, None, 0, 0)))
-    return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
-                  mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
-                  init=init, advance=advance, evaluate=evaluate)
+    return problem, init, advance, evaluate
 
 
 def grid_arrays(engine: Engine) -> dict:

@@ -1,0 +1,159 @@
+"""Run directories: checkpoints, exact resume, config checks, sharding, the CLI."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, dataset_for
+
+from jgrok import checkpoint, rundir
+from jgrok.errors import ConfigError
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_at(step):
+    def on_eval(s, engine, m, timing):
+        if s == step:
+            raise Killed()
+    return on_eval
+
+
+def test_kill_and_resume_equals_uninterrupted_exactly(tiny_cfg, tmp_path):
+    ds = dataset_for(tiny_cfg)
+    full = rundir.run_sweep(tiny_cfg, ds, tmp_path / "full", log=lambda m: None)
+    with pytest.raises(Killed):  # dies after the checkpoint at step 10, before the one at 20
+        rundir.run_sweep(tiny_cfg, ds, tmp_path / "cut", on_eval=_kill_at(20),
+                         log=lambda m: None)
+    assert checkpoint.Checkpoints(tmp_path / "cut").steps() == [10]
+    msgs = []
+    resumed = rundir.run_sweep(tiny_cfg, ds, tmp_path / "cut", resume=True, log=msgs.append)
+    assert any("resumed from the checkpoint at step 10" in m for m in msgs)
+    pd.testing.assert_frame_equal(full, resumed, check_exact=True)
+    on_disk = pd.read_csv(tmp_path / "cut" / "metrics.csv")
+    assert not on_disk.duplicated(["run", "step"]).any()
+    assert len(on_disk) == 4 * 4
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "metrics.csv"), on_disk)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny_cfg, tmp_path):
+    ds = dataset_for(tiny_cfg)
+    full = rundir.run_sweep(tiny_cfg, ds, tmp_path / "full", log=lambda m: None)
+    with pytest.raises(Killed):
+        rundir.run_sweep(tiny_cfg, ds, tmp_path / "cut", on_eval=_kill_at(30),
+                         log=lambda m: None)
+    ck = tmp_path / "cut" / "checkpoints"
+    assert sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) == [10, 20]
+    # truncate every data file of the newest checkpoint
+    for root, _, files in os.walk(ck / "20"):
+        for f in files:
+            path = os.path.join(root, f)
+            with open(path, "r+b") as fh:
+                fh.truncate(max(os.path.getsize(path) // 3, 0))
+    msgs = []
+    resumed = rundir.run_sweep(tiny_cfg, ds, tmp_path / "cut", resume=True, log=msgs.append)
+    assert any("step 20" in m and "unreadable" in m for m in msgs), msgs
+    assert any("resumed from the checkpoint at step 10" in m for m in msgs)
+    pd.testing.assert_frame_equal(full, resumed, check_exact=True)
+
+
+def test_resume_with_a_different_config_is_refused_naming_the_settings(tiny_cfg, tmp_path):
+    ds = dataset_for(tiny_cfg)
+    rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
+    other = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, steps=40))
+    with pytest.raises(ConfigError, match=r"config differs in train.steps \(saved 30, now 40\)"):
+        rundir.run_sweep(other, ds, tmp_path / "a", resume=True, log=lambda m: None)
+    with pytest.raises(ConfigError, match="already holds a sweep"):
+        rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
+
+
+def test_config_json_and_extracting_one_runs_params(tiny_cfg, tmp_path):
+    ds = dataset_for(tiny_cfg)
+    rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
+    meta = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert meta["config"]["train"]["steps"] == 30 and meta["n_runs"] == 4
+    assert "jax" in meta["versions"] and len(meta["grid"]) == 4
+    step, raw = checkpoint.load_raw(tmp_path / "a")
+    assert step == 30
+    run = checkpoint.find_run(meta["grid"], seed=1, fraction=0.7)
+    p = checkpoint.run_params(raw, run)
+    assert p["unembed"]["kernel"].shape == (16, 9)
+    with pytest.raises(ConfigError, match="no run"):
+        checkpoint.find_run(meta["grid"], seed=5)
+
+
+SHARD_SCRIPT = r"""
+import os, sys, dataclasses, numpy as np, jax
+sys.path.insert(0, {root!r}); sys.path.insert(0, os.path.join({root!r}, "tests"))
+from conftest import dataset_for
+from jgrok import sweep
+from jgrok.config import *
+assert jax.device_count() == 4
+cfg = ExperimentConfig(task=TaskConfig(op="add", p=7),
+    model=ModelConfig(kind="transformer", n_layers=1, d_model=16, n_heads=2),
+    train=TrainConfig(steps=20, eval_every=10, batch_size=8),
+    sweep=SweepConfig(seeds=(0, 1, 2), fractions=(0.5,), weight_decays=(0.0, 1.0)))
+ds = dataset_for(cfg)
+a, sa = sweep.train_sweep(cfg, ds)                       # 6 runs padded to 8 on 4 devices
+b, sb = sweep.train_sweep(cfg, ds, devices=jax.devices()[:1])
+assert len(sa.step.sharding.device_set) == 4
+cols = ["train_loss", "train_acc", "val_loss", "val_acc", "param_norm", "last_layer_norm"]
+np.testing.assert_allclose(a[cols].to_numpy(), b[cols].to_numpy(), rtol=1e-5, atol=1e-6)
+print("SHARDED_OK", len(a))
+"""
+
+
+def test_sharded_over_four_host_devices_equals_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", SHARD_SCRIPT.format(root=ROOT)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert "SHARDED_OK 18" in r.stdout, r.stderr[-3000:]
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "phase_diagram.py"),
+                           *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--op=foo"], "unknown operation 'foo'"),
+    (["--fractions=0.5,1.2"], "training fraction 1.2 is outside (0, 1)"),
+    (["--fractions=0:1:3"], "training fraction 0.0 is outside (0, 1)"),
+    (["--op=div", "--p=91"], "p=91 is not prime"),
+    (["--op=div_odd_sub_even", "--p=15"], "not prime"),
+    (["--steps=abc"], "steps"),
+    (["--model=cnn"], "unknown model 'cnn'"),
+    (["--op=group:/nonexistent/table.csv"], "table.csv"),
+])
+def test_cli_bad_input_exits_2_with_one_line(args, needle, tmp_path):
+    r = _cli(*args, f"--out={tmp_path / 'x'}")
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_trains_writes_table_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["--op=add", "--p=7", "--model=mlp", "--mlp_width=16", "--fractions=0.5",
+            "--seeds=2", "--steps=20", "--eval_every=5", "--checkpoint_every=10",
+            f"--out={out}", "--nofigures"]
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "= 2 runs" in r.stdout and "run-steps/s" in r.stdout
+    df = pd.read_csv(out / "metrics.csv")
+    assert len(df) == 2 * 5 and {"seed", "fraction", "weight_decay", "lr"} <= set(df.columns)
+    r2 = _cli(*args)
+    assert r2.returncode == 2 and "--resume" in r2.stderr
+    r3 = _cli(*args, "--resume")
+    assert r3.returncode == 0 and "resumed from the checkpoint at step 20" in r3.stdout
