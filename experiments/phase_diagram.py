@@ -46,7 +46,7 @@ flags.DEFINE_integer("mlp_width", 256, "MLP hidden width")
 flags.DEFINE_integer("mlp_depth", 2, "MLP hidden layers")
 flags.DEFINE_string("mlp_activation", "relu", "relu | gelu | quadratic")
 flags.DEFINE_string("mlp_input", "embed", "embed | onehot")
-flags.DEFINE_float("init_scale", 1.0, "multiply every initial parameter by this")
+flags.DEFINE_list("init_scales", ["1.0"], "multiply all initial parameters by these (alpha)")
 # optimizer
 flags.DEFINE_string("optimizer", "adamw", "adamw | adam | sgd")
 flags.DEFINE_float("b1", 0.9, "Adam beta1")
@@ -79,8 +79,7 @@ def config_from_flags() -> ExperimentConfig:
         model=ModelConfig(kind=FLAGS.model, n_layers=FLAGS.n_layers, d_model=FLAGS.d_model,
                           n_heads=FLAGS.n_heads, d_ff=FLAGS.d_ff or None,
                           mlp_width=FLAGS.mlp_width, mlp_depth=FLAGS.mlp_depth,
-                          mlp_activation=FLAGS.mlp_activation, mlp_input=FLAGS.mlp_input,
-                          init_scale=FLAGS.init_scale),
+                          mlp_activation=FLAGS.mlp_activation, mlp_input=FLAGS.mlp_input),
         optim=OptimConfig(name=FLAGS.optimizer, b1=FLAGS.b1, b2=FLAGS.b2, eps=FLAGS.eps,
                           warmup_steps=FLAGS.warmup_steps, schedule=FLAGS.schedule,
                           decay_to_init=FLAGS.decay_to_init),
@@ -94,7 +93,8 @@ def config_from_flags() -> ExperimentConfig:
                                        if FLAGS.split_seeds else None),
                           fractions=cli.parse_floats(FLAGS.fractions, "fractions"),
                           weight_decays=cli.parse_floats(FLAGS.weight_decays, "weight_decays"),
-                          lrs=cli.parse_floats(FLAGS.lrs, "lrs")))
+                          lrs=cli.parse_floats(FLAGS.lrs, "lrs"),
+                          init_scales=cli.parse_floats(FLAGS.init_scales, "init_scales")))
     cfg.validate()
     return cfg
 

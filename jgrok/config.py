@@ -32,7 +32,8 @@ class TaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Network shape. `kind` is 'transformer' (Power et al.) or 'mlp'."""
+    """Network shape. `kind` is 'transformer' (Power et al.), 'mlp' (operand MLP for the
+    algorithmic tasks) or 'dense' (MLP on feature vectors: MNIST, Wine Quality)."""
 
     kind: str = "transformer"
     n_layers: int = 2
@@ -41,29 +42,34 @@ class ModelConfig:
     d_ff: Optional[int] = None  # None: 4 * d_model
     use_bias: bool = False
     max_len: int = 8
+    layer_norm: bool = True  # False: no LayerNorm (Nanda et al.'s 1-layer model)
+    positions: str = "sinusoidal"  # sinusoidal | learned
     # MLP options
     mlp_width: int = 256
     mlp_depth: int = 2  # hidden layers
-    mlp_activation: str = "relu"  # relu | gelu | quadratic
+    mlp_activation: str = "relu"  # relu | gelu | quadratic | sigmoid | tanh
     mlp_input: str = "embed"  # embed | onehot
-    init_scale: float = 1.0  # every parameter multiplied by this after the usual init
+    output_activation: str = "none"  # none | sigmoid | softmax (applied before the loss)
 
     def validate(self) -> None:
-        if self.kind not in ("transformer", "mlp"):
-            raise ConfigError(f"unknown model {self.kind!r}; known: transformer, mlp")
+        if self.kind not in ("transformer", "mlp", "dense"):
+            raise ConfigError(f"unknown model {self.kind!r}; known: transformer, mlp, dense")
+        if self.positions not in ("sinusoidal", "learned"):
+            raise ConfigError(f"unknown positions {self.positions!r}; known: sinusoidal, learned")
+        if self.output_activation not in ("none", "sigmoid", "softmax"):
+            raise ConfigError(f"unknown output_activation {self.output_activation!r}; "
+                              f"known: none, sigmoid, softmax")
         if self.kind == "transformer":
             if self.d_model % self.n_heads:
                 raise ConfigError(
                     f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
             if self.n_layers < 1:
                 raise ConfigError(f"n_layers={self.n_layers} must be >= 1")
-        if self.mlp_activation not in ("relu", "gelu", "quadratic"):
-            raise ConfigError(
-                f"unknown activation {self.mlp_activation!r}; known: relu, gelu, quadratic")
+        if self.mlp_activation not in ("relu", "gelu", "quadratic", "sigmoid", "tanh"):
+            raise ConfigError(f"unknown activation {self.mlp_activation!r}; "
+                              f"known: relu, gelu, quadratic, sigmoid, tanh")
         if self.mlp_input not in ("embed", "onehot"):
             raise ConfigError(f"unknown mlp_input {self.mlp_input!r}; known: embed, onehot")
-        if self.init_scale <= 0:
-            raise ConfigError(f"init_scale={self.init_scale} must be > 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +84,7 @@ class OptimConfig:
     warmup_steps: int = 10
     schedule: str = "constant"  # constant | cosine (after warmup)
     decay_to_init: bool = False  # weight decay pulls towards the initial weights, not zero
+    constant_norm: bool = False  # after each step, rescale the weights to their initial norm
 
     def validate(self) -> None:
         if self.name not in ("adamw", "adam", "sgd"):
@@ -130,7 +137,7 @@ def _geomspace(lo: float, hi: float, n: int) -> list[float]:
     return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
 
 
-GRID_AXES = ("seed", "split_seed", "fraction", "weight_decay", "lr")
+GRID_AXES = ("seed", "split_seed", "fraction", "weight_decay", "lr", "init_scale")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,13 +153,16 @@ class SweepConfig:
     fractions: tuple[float, ...] = (0.5,)
     weight_decays: tuple[float, ...] = (1.0,)
     lrs: tuple[float, ...] = (1e-3,)
+    # every initial parameter, biases included, multiplied by this (Omnigrok's alpha)
+    init_scales: tuple[float, ...] = (1.0,)
 
     def validate(self) -> None:
-        for name in ("seeds", "fractions", "weight_decays", "lrs"):
+        for name in ("seeds", "fractions", "weight_decays", "lrs", "init_scales"):
             if len(getattr(self, name)) == 0:
                 raise ConfigError(f"{name} is empty; give at least one value")
         for f in self.fractions:
-            if not (isinstance(f, (int, float)) and math.isfinite(f) and 0.0 < f < 1.0):
+            # 1.0 is meaningful only for datasets with a fixed held-out set (MNIST, Wine)
+            if not (isinstance(f, (int, float)) and math.isfinite(f) and 0.0 < f <= 1.0):
                 raise ConfigError(f"training fraction {f} is outside (0, 1)")
         for wd in self.weight_decays:
             if not (math.isfinite(wd) and wd >= 0):
@@ -160,6 +170,9 @@ class SweepConfig:
         for lr in self.lrs:
             if not (math.isfinite(lr) and lr > 0):
                 raise ConfigError(f"learning rate {lr} must be a finite number > 0")
+        for a in self.init_scales:
+            if not (math.isfinite(a) and a > 0):
+                raise ConfigError(f"init scale {a} must be a finite number > 0")
         for s in tuple(self.seeds) + tuple(self.split_seeds or ()):
             if int(s) != s or s < 0:
                 raise ConfigError(f"seed {s} must be a non-negative integer")
@@ -168,11 +181,13 @@ class SweepConfig:
         """One dict per run, keys `GRID_AXES`, in a fixed order (seed varies fastest last)."""
         rows = []
         splits = self.split_seeds
-        for frac, wd, lr in itertools.product(self.fractions, self.weight_decays, self.lrs):
+        for frac, wd, lr, a in itertools.product(self.fractions, self.weight_decays, self.lrs,
+                                                 self.init_scales):
             for seed in self.seeds:
                 for split in (splits if splits is not None else (seed,)):
                     rows.append(dict(seed=int(seed), split_seed=int(split), fraction=float(frac),
-                                     weight_decay=float(wd), lr=float(lr)))
+                                     weight_decay=float(wd), lr=float(lr),
+                                     init_scale=float(a)))
         return rows
 
 
@@ -197,8 +212,9 @@ class ExperimentConfig:
             return None if x is None else tuple(x)
 
         sw = dict(d["sweep"])
-        for k in ("seeds", "fractions", "weight_decays", "lrs"):
-            sw[k] = tup(sw[k])
+        for k in ("seeds", "fractions", "weight_decays", "lrs", "init_scales"):
+            if k in sw:
+                sw[k] = tup(sw[k])
         sw["split_seeds"] = tup(sw.get("split_seeds"))
         return ExperimentConfig(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]),
                                 optim=OptimConfig(**d["optim"]), train=TrainConfig(**d["train"]),

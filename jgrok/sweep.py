@@ -55,8 +55,7 @@ def run_mesh(devices=None) -> Mesh:
     return Mesh(np.array(devices), ("runs",))
 
 
-def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
-                 constant_norm: bool = False) -> Engine:
+def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None) -> Engine:
     cfg.validate()
     grid = cfg.sweep.grid()
     mesh = run_mesh(devices)
@@ -78,7 +77,7 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
 
     problem, init, advance_fn, evaluate_fn = _compiled(
         cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
-        min(EVAL_CHUNK, dataset.size), constant_norm, tuple(mesh.devices.flat),
+        min(EVAL_CHUNK, dataset.size), tuple(mesh.devices.flat),
         tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
 
     runs = NamedSharding(mesh, P("runs"))
@@ -93,15 +92,16 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chunk,
-              constant_norm, devices, input_shape, input_dtype):
+def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chunk, devices,
+              input_shape, input_dtype):
     """The problem and its jitted batched functions, shared by engines with the same settings
     (so a second sweep of the same shape, or a resumed one, does not compile again)."""
     model = build_model(model_cfg, n_classes)
     tx = make_optimizer(optim_cfg, steps)
     problem = train.Problem(model=model, tx=tx, loss=loss, n_classes=n_classes,
                             max_batch=max_batch, eval_chunk=eval_chunk,
-                            init_scale=model_cfg.init_scale, constant_norm=constant_norm)
+                            constant_norm=optim_cfg.constant_norm,
+                            output_activation=model_cfg.output_activation)
     mesh = Mesh(np.array(devices), ("runs",))
     runs = NamedSharding(mesh, P("runs"))
     sample = jnp.zeros((1,) + input_shape, input_dtype)
@@ -120,13 +120,15 @@ def grid_arrays(engine: Engine) -> dict:
     out = dict(seed=np.array([r["seed"] for r in g], np.uint32),
                split_seed=np.array([r["split_seed"] for r in g], np.uint32),
                lr=np.array([r["lr"] for r in g], np.float32),
-               weight_decay=np.array([r["weight_decay"] for r in g], np.float32))
+               weight_decay=np.array([r["weight_decay"] for r in g], np.float32),
+               init_scale=np.array([r["init_scale"] for r in g], np.float32))
     return {k: engine.shard_runs(jnp.asarray(v)) for k, v in out.items()}
 
 
 def init_state(engine: Engine) -> train.RunState:
     g = grid_arrays(engine)
-    return engine.init(g["seed"], g["split_seed"], g["lr"], g["weight_decay"])
+    return engine.init(g["seed"], g["split_seed"], g["lr"], g["weight_decay"],
+                       g["init_scale"])
 
 
 def advance(engine: Engine, state: train.RunState, n_steps: int) -> train.RunState:

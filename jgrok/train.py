@@ -51,11 +51,22 @@ class Problem:
     n_classes: int
     max_batch: int  # B: static batch buffer size (max over runs)
     eval_chunk: int
-    init_scale: float
     constant_norm: bool = False  # rescale weights to their initial norm after every step
+    output_activation: str = "none"  # none | sigmoid | softmax, applied to the model output
+
+
+def model_output(problem: Problem, params, x):
+    out = problem.model.apply({"params": params}, x)
+    if problem.output_activation == "sigmoid":
+        return jax.nn.sigmoid(out)
+    if problem.output_activation == "softmax":
+        return jax.nn.softmax(out, axis=-1)
+    return out
 
 
 def per_example_loss(logits, labels, loss: str, n_classes: int):
+    """Cross-entropy of the outputs taken as logits, or MSE against one-hot targets (mean over
+    classes, as torch's MSELoss)."""
     if loss == "mse":
         onehot = jax.nn.one_hot(labels, n_classes, dtype=logits.dtype)
         return jnp.mean((logits[..., :n_classes] - onehot) ** 2, axis=-1)
@@ -70,12 +81,13 @@ def last_layer_norm(params) -> jax.Array:
     return optax.tree.norm(params["unembed"])
 
 
-def init_run(problem: Problem, sample_input, seed, split_seed, lr, weight_decay) -> RunState:
-    """Initial state of one run. `seed` drives the weights, `split_seed` the data order."""
+def init_run(problem: Problem, sample_input, seed, split_seed, lr, weight_decay, init_scale
+             ) -> RunState:
+    """Initial state of one run. `seed` drives the weights, `split_seed` the data order;
+    every parameter, biases included, is multiplied by `init_scale` (Omnigrok's alpha)."""
     key = jax.random.PRNGKey(seed)
     params = problem.model.init(key, sample_input)["params"]
-    if problem.init_scale != 1.0:
-        params = jax.tree.map(lambda p: p * problem.init_scale, params)
+    params = jax.tree.map(lambda p: p * init_scale.astype(p.dtype), params)
     opt_state = problem.tx.init(params)
     hp = opt_state.hyperparams
     hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
@@ -104,7 +116,7 @@ def train_step(problem: Problem, inputs, state: RunState, data: RunData):
     x, y = inputs[idx], data.labels[idx]
 
     def loss_fn(params):
-        logits = problem.model.apply({"params": params}, x)
+        logits = model_output(problem, params, x)
         return jnp.sum(w * per_example_loss(logits, y, problem.loss, problem.n_classes))
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -148,7 +160,7 @@ def evaluate(problem: Problem, inputs, targets, params, data: RunData) -> dict:
     xs = xs.reshape((-1, c) + inputs.shape[1:])
 
     def chunk_logits(xc):
-        return problem.model.apply({"params": params}, xc)
+        return model_output(problem, params, xc)
 
     logits = jax.lax.map(chunk_logits, xs)
     logits = logits.reshape((-1,) + logits.shape[2:])[:n]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from jgrok.config import ModelConfig
-from jgrok.models.mlp import OperandMLP
+from jgrok.models.mlp import DenseMLP, OperandMLP
 from jgrok.models.transformer import Transformer
 
 
@@ -14,7 +14,11 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
     if cfg.kind == "transformer":
         return Transformer(vocab_size=vocab_size, n_layers=cfg.n_layers, d_model=cfg.d_model,
                            n_heads=cfg.n_heads, d_ff=cfg.d_ff or 4 * cfg.d_model,
-                           max_len=cfg.max_len, use_bias=cfg.use_bias)
+                           max_len=cfg.max_len, use_bias=cfg.use_bias,
+                           layer_norm=cfg.layer_norm, positions=cfg.positions)
+    if cfg.kind == "dense":
+        return DenseMLP(n_out=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
+                        activation=cfg.mlp_activation)
     return OperandMLP(vocab_size=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
                       activation=cfg.mlp_activation, input_mode=cfg.mlp_input,
                       d_embed=cfg.d_model)

@@ -1,5 +1,6 @@
-"""MLPs for the algorithmic tasks: embeddings (or one-hot codes) of x and y, concatenated,
-then `depth` hidden layers of `width` units and a linear read-out over the vocabulary."""
+"""MLPs. `OperandMLP` for the algorithmic tasks: embeddings (or one-hot codes) of x and y,
+concatenated, then `depth` hidden layers of `width` units and a linear read-out over the
+vocabulary. `DenseMLP` for feature vectors (MNIST images, Wine Quality features)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,22 @@ class OperandMLP(nn.Module):
         for i in range(self.depth):
             h = act(nn.Dense(self.width, use_bias=self.use_bias, name=f"hidden_{i}")(h))
         return nn.Dense(self.vocab_size, use_bias=self.use_bias, name="unembed")(h)
+
+
+class DenseMLP(nn.Module):
+    """Flattened float inputs -> `depth` hidden layers -> `n_out` outputs (linear; an output
+    activation, if any, is applied by the training loop). Omnigrok's MNIST model is width 200,
+    depth 2 hidden layers (three Linear layers), ReLU."""
+
+    n_out: int
+    width: int = 200
+    depth: int = 2
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x):
+        h = x.reshape(x.shape[: x.ndim - 1] + (-1,)) if x.ndim > 1 else x
+        act = ACTIVATIONS[self.activation]
+        for i in range(self.depth):
+            h = act(nn.Dense(self.width, name=f"hidden_{i}")(h))
+        return nn.Dense(self.n_out, name="unembed")(h)

@@ -4,6 +4,9 @@ Token embedding + fixed sinusoidal positions, `n_layers` post-LayerNorm blocks
 (x = LN(x + Attn(x)); x = LN(x + FFN(x))), causal multi-head attention, a ReLU FFN of width
 `d_ff` (4 x d_model), no biases, and an untied unembedding that maps the last position to
 logits over the whole vocabulary.
+
+With `layer_norm=False` and `positions="learned"` the same class is the 1-layer model of Nanda
+et al. (2023): residual blocks x = x + Attn(x); x = x + FFN(x), learned position embeddings.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Block(nn.Module):
     n_heads: int
     d_ff: int
     use_bias: bool
+    layer_norm: bool = True
 
     @nn.compact
     def __call__(self, x):
@@ -35,10 +39,14 @@ class Block(nn.Module):
         a = nn.MultiHeadDotProductAttention(
             num_heads=self.n_heads, qkv_features=self.d_model, out_features=self.d_model,
             use_bias=self.use_bias, name="attn")(x, x, mask=mask)
-        x = nn.LayerNorm(use_bias=self.use_bias, name="attn_norm")(x + a)
+        x = x + a
+        if self.layer_norm:
+            x = nn.LayerNorm(use_bias=self.use_bias, name="attn_norm")(x)
         h = nn.Dense(self.d_ff, use_bias=self.use_bias, name="ffn_in")(x)
-        h = nn.Dense(self.d_model, use_bias=self.use_bias, name="ffn_out")(nn.relu(h))
-        return nn.LayerNorm(use_bias=self.use_bias, name="ffn_norm")(x + h)
+        x = x + nn.Dense(self.d_model, use_bias=self.use_bias, name="ffn_out")(nn.relu(h))
+        if self.layer_norm:
+            x = nn.LayerNorm(use_bias=self.use_bias, name="ffn_norm")(x)
+        return x
 
 
 class Transformer(nn.Module):
@@ -49,13 +57,20 @@ class Transformer(nn.Module):
     d_ff: int = 512
     max_len: int = 8
     use_bias: bool = False
+    layer_norm: bool = True
+    positions: str = "sinusoidal"  # sinusoidal | learned
 
     @nn.compact
     def __call__(self, tokens):
         """tokens: (..., T) int -> logits (..., vocab) at the last position."""
         x = nn.Embed(self.vocab_size, self.d_model, name="embed")(tokens)
-        pe = sinusoidal_positions(self.max_len, self.d_model)
-        x = x + jnp.asarray(pe[: tokens.shape[-1]])
+        if self.positions == "learned":
+            pe = self.param("pos_embed", nn.initializers.normal(0.02),
+                            (self.max_len, self.d_model))
+        else:
+            pe = jnp.asarray(sinusoidal_positions(self.max_len, self.d_model))
+        x = x + pe[: tokens.shape[-1]]
         for i in range(self.n_layers):
-            x = Block(self.d_model, self.n_heads, self.d_ff, self.use_bias, name=f"block_{i}")(x)
+            x = Block(self.d_model, self.n_heads, self.d_ff, self.use_bias, self.layer_norm,
+                      name=f"block_{i}")(x)
         return nn.Dense(self.vocab_size, use_bias=False, name="unembed")(x[..., -1, :])
