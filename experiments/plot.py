@@ -1,0 +1,43 @@
+"""Redraw the analysis tables and figures of a finished or partly finished run directory.
+
+    python experiments/plot.py --run=runs/x2_plus_y2-20261122-101500
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from jgrok import cli  # noqa: E402
+from jgrok.errors import ConfigError  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", "", "run directory holding metrics.csv")
+flags.DEFINE_float("fit_acc", 0.99, "train accuracy that counts as fitted")
+flags.DEFINE_float("gen_acc", 0.99, "validation accuracy that counts as generalized")
+flags.DEFINE_float("grok_factor", 10.0, "generalization step / fit step above which it is grokking")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.run:
+        raise ConfigError("--run is required (a run directory holding metrics.csv)")
+    from jgrok import metrics, plots
+    from jgrok.analysis.phases import PhaseThresholds
+
+    df = metrics.read_metrics(os.path.join(FLAGS.run, "metrics.csv"))
+    th = PhaseThresholds(fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc,
+                         grok_factor=FLAGS.grok_factor)
+    paths = plots.write_all_figures(df, FLAGS.run, thresholds=th)
+    print(f"{len(df)} metric rows, {df.run.nunique()} runs, last step {df.step.max()}")
+    for p in paths:
+        print(p)
+
+
+if __name__ == "__main__":
+    cli.run_main(main)
