@@ -72,3 +72,25 @@ def versions() -> dict:
                 optax=optax.__version__, orbax_checkpoint=orbax.checkpoint.__version__,
                 python=sys.version.split()[0], platform=platform.platform(),
                 backend=jax.default_backend(), devices=[str(d) for d in jax.devices()])
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    """A GitHub-flavoured Markdown table of `df` (no extra dependency)."""
+    def cell(v):
+        if isinstance(v, float):
+            return "–" if v != v else floatfmt.format(v)
+        return str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    def w(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, w)

@@ -1,0 +1,90 @@
+"""Flags shared by the algorithmic-task entry points and their translation into an
+`ExperimentConfig` (absl flags live only in experiments/)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from jgrok import cli  # noqa: E402
+from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig,  # noqa: E402
+                          TaskConfig, TrainConfig)
+from jgrok.errors import ConfigError  # noqa: E402
+
+FLAGS = flags.FLAGS
+# task
+flags.DEFINE_string("op", "x2_plus_y2", "operation name, or group:<path-to-cayley.csv>")
+flags.DEFINE_integer("p", 97, "modulus (prime for div ops)")
+flags.DEFINE_float("label_noise", 0.0, "fraction of training answers replaced by wrong ones")
+# grid
+flags.DEFINE_list("fractions", ["0.1:0.9:9"], "training fractions: a list or start:stop:num")
+flags.DEFINE_integer("seeds", 1, "number of seeds (0..seeds-1); ignored if --seed_list")
+flags.DEFINE_list("seed_list", [], "explicit init seeds")
+flags.DEFINE_list("split_seeds", [], "split seeds crossed with the init seeds (default: paired)")
+flags.DEFINE_list("weight_decays", ["1.0"], "weight decays")
+flags.DEFINE_list("lrs", ["1e-3"], "learning rates")
+# model
+flags.DEFINE_string("model", "transformer", "transformer | mlp")
+flags.DEFINE_integer("n_layers", 2, "transformer layers")
+flags.DEFINE_integer("d_model", 128, "transformer width (also the MLP embedding size)")
+flags.DEFINE_integer("n_heads", 4, "attention heads")
+flags.DEFINE_integer("d_ff", 0, "FFN width (0: 4 * d_model)")
+flags.DEFINE_integer("mlp_width", 256, "MLP hidden width")
+flags.DEFINE_integer("mlp_depth", 2, "MLP hidden layers")
+flags.DEFINE_string("mlp_activation", "relu", "relu | gelu | quadratic")
+flags.DEFINE_string("mlp_input", "embed", "embed | onehot")
+flags.DEFINE_list("init_scales", ["1.0"], "multiply all initial parameters by these (alpha)")
+# optimizer
+flags.DEFINE_string("optimizer", "adamw", "adamw | adam | sgd")
+flags.DEFINE_float("b1", 0.9, "Adam beta1")
+flags.DEFINE_float("b2", 0.98, "Adam beta2")
+flags.DEFINE_float("eps", 1e-8, "Adam epsilon")
+flags.DEFINE_integer("warmup_steps", 10, "linear warm-up steps")
+flags.DEFINE_string("schedule", "constant", "constant | cosine (after warm-up)")
+flags.DEFINE_bool("decay_to_init", False, "weight decay towards the initial weights")
+# loop
+flags.DEFINE_integer("steps", 100_000, "training steps per run")
+flags.DEFINE_integer("batch_size", -1, "-1: min(512, ceil(N_train/2)) (paper); 0: full batch")
+flags.DEFINE_string("loss", "ce", "ce | mse")
+flags.DEFINE_integer("eval_every", 100, "evaluate every this many steps")
+flags.DEFINE_integer("log_eval", 0, "> 0: this many log-spaced evaluations instead")
+flags.DEFINE_integer("checkpoint_every", 10_000, "checkpoint interval in steps")
+flags.DEFINE_integer("keep_checkpoints", 3, "checkpoint versions kept")
+# output
+flags.DEFINE_string("out", "", "run directory (default runs/<op>-<timestamp>)")
+flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest checkpoint")
+flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end")
+
+
+def config_from_flags() -> ExperimentConfig:
+    seeds = (cli.parse_ints(FLAGS.seed_list, "seed_list") if FLAGS.seed_list
+             else tuple(range(FLAGS.seeds)))
+    if not FLAGS.seed_list and FLAGS.seeds < 1:
+        raise ConfigError(f"--seeds={FLAGS.seeds} must be >= 1")
+    cfg = ExperimentConfig(
+        task=TaskConfig(op=FLAGS.op, p=FLAGS.p, label_noise=FLAGS.label_noise),
+        model=ModelConfig(kind=FLAGS.model, n_layers=FLAGS.n_layers, d_model=FLAGS.d_model,
+                          n_heads=FLAGS.n_heads, d_ff=FLAGS.d_ff or None,
+                          mlp_width=FLAGS.mlp_width, mlp_depth=FLAGS.mlp_depth,
+                          mlp_activation=FLAGS.mlp_activation, mlp_input=FLAGS.mlp_input),
+        optim=OptimConfig(name=FLAGS.optimizer, b1=FLAGS.b1, b2=FLAGS.b2, eps=FLAGS.eps,
+                          warmup_steps=FLAGS.warmup_steps, schedule=FLAGS.schedule,
+                          decay_to_init=FLAGS.decay_to_init),
+        train=TrainConfig(steps=FLAGS.steps,
+                          batch_size=None if FLAGS.batch_size == -1 else FLAGS.batch_size,
+                          loss=FLAGS.loss, eval_every=FLAGS.eval_every, log_eval=FLAGS.log_eval,
+                          checkpoint_every=FLAGS.checkpoint_every,
+                          keep_checkpoints=FLAGS.keep_checkpoints),
+        sweep=SweepConfig(seeds=seeds,
+                          split_seeds=(cli.parse_ints(FLAGS.split_seeds, "split_seeds")
+                                       if FLAGS.split_seeds else None),
+                          fractions=cli.parse_floats(FLAGS.fractions, "fractions"),
+                          weight_decays=cli.parse_floats(FLAGS.weight_decays, "weight_decays"),
+                          lrs=cli.parse_floats(FLAGS.lrs, "lrs"),
+                          init_scales=cli.parse_floats(FLAGS.init_scales, "init_scales")))
+    cfg.validate()
+    return cfg
