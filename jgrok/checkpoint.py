@@ -107,3 +107,18 @@ def find_run(grid: list[dict], **coords) -> int:
         raise ConfigError(f"no run matches {what}" if not hits else
                           f"{len(hits)} runs match {what}; give more coordinates")
     return hits[0]
+
+
+def extract_run(run_dir: str | os.PathLike, step: Optional[int] = None, **coords
+                ) -> tuple[int, dict, dict]:
+    """One run's parameters from a sweep's newest (or given) checkpoint, by grid coordinates:
+    `extract_run("runs/x", seed=3, fraction=0.5)` -> (step, grid coordinates, params)."""
+    import json
+
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.exists():
+        raise ConfigError(f"no config.json in {run_dir}")
+    grid = json.loads(cfg_path.read_text())["grid"]
+    run = find_run(grid, **coords)
+    step, raw = load_raw(run_dir, step)
+    return step, grid[run], run_params(raw, run)

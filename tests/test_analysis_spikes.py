@@ -120,3 +120,13 @@ def test_spikes_table():
     assert r["last_layer_norm_rel_change"] == pytest.approx(-0.5)
     empty = spikes_table(_table().query("run == 0"))
     assert empty.empty and "followed_by_val_jump" in empty.columns
+
+
+def test_jumps_at_float32_rounding_level_are_not_spikes():
+    steps = np.arange(0, 400, 10.0)
+    loss = np.full(steps.shape, 1e-8)
+    loss[20] = 2e-7  # 20x, but rounding noise of a fitted float32 model
+    loss[30] = 5e-2  # a real spike
+    found = detect_spikes(steps, loss, fit_step=0.0)
+    assert [s.step for s in found] == [300.0]
+    assert detect_spikes(steps, loss, fit_step=0.0, min_peak_loss=1e-9)[0].step == 200.0

@@ -82,8 +82,11 @@ def _spike_events(steps, loss, factor, window, fit_step):
 
 def detect_spikes(steps, train_loss, factor: float = 10.0, window: int = 5,
                   fit_step: Optional[float] = None, val_acc=None, val_jump: float = 0.1,
-                  follow_window: int = 10) -> list[Spike]:
-    """Find training-loss spikes at or after ``fit_step`` (rules in the module docstring)."""
+                  follow_window: int = 10, min_peak_loss: float = 1e-4) -> list[Spike]:
+    """Find training-loss spikes at or after ``fit_step`` (rules in the module docstring).
+
+    A spike whose peak loss stays below ``min_peak_loss`` is dropped: float32 cross-entropy of a
+    fitted model sits at 1e-8..1e-6, where a "10x jump" is rounding noise, not a slingshot."""
     if factor <= 1 or window < 1 or follow_window < 0:
         raise ConfigError("need factor > 1, window >= 1 and follow_window >= 0")
     steps = np.asarray(steps, dtype=float)
@@ -106,6 +109,8 @@ def detect_spikes(steps, train_loss, factor: float = 10.0, window: int = 5,
     for s, e, base in _spike_events(steps, loss, factor, window, start):
         seg = loss[s:e + 1]
         k = s + int(np.nanargmax(seg))
+        if not loss[k] >= min_peak_loss:
+            continue
         baseline = math.exp(base)
         jump_step = None
         if val is not None:
@@ -130,7 +135,7 @@ SPIKE_COLUMNS = ("run", "step", "peak_step", "end_step", "size", "baseline_loss"
 
 
 def spikes_table(df: pd.DataFrame, factor: float = 10.0, window: int = 5,
-                 val_jump: float = 0.1, follow_window: int = 10,
+                 val_jump: float = 0.1, follow_window: int = 10, min_peak_loss: float = 1e-4,
                  thresholds: PhaseThresholds = PhaseThresholds()) -> pd.DataFrame:
     """One row per spike over all runs of a metrics table.
 
@@ -156,7 +161,8 @@ def spikes_table(df: pd.DataFrame, factor: float = 10.0, window: int = 5,
         val = g["val_acc"].to_numpy(dtype=float) if "val_acc" in g else None
         spikes = detect_spikes(steps, g["train_loss"].to_numpy(dtype=float), factor=factor,
                                window=window, fit_step=fit_step, val_acc=val,
-                               val_jump=val_jump, follow_window=follow_window)
+                               val_jump=val_jump, follow_window=follow_window,
+                               min_peak_loss=min_peak_loss)
         norm = g["last_layer_norm"].to_numpy(dtype=float) if "last_layer_norm" in g else None
         for sp in spikes:
             row = {c: g[c].iloc[0] for c in coords}
