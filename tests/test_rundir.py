@@ -88,6 +88,9 @@ def test_config_json_and_extracting_one_runs_params(tiny_cfg, tmp_path):
     assert p["unembed"]["kernel"].shape == (16, 9)
     with pytest.raises(ConfigError, match="no run"):
         checkpoint.find_run(meta["grid"], seed=5)
+    s2, coords, p2 = checkpoint.extract_run(tmp_path / "a", seed=1, fraction=0.7)
+    assert s2 == 30 and coords["seed"] == 1 and coords["fraction"] == 0.7
+    np.testing.assert_array_equal(p2["unembed"]["kernel"], p["unembed"]["kernel"])
 
 
 SHARD_SCRIPT = r"""
