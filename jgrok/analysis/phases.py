@@ -60,7 +60,8 @@ METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm"
                   "last_layer_norm")
 """Per-evaluation measurements in the metrics table."""
 
-NON_COORDINATE_COLUMNS = frozenset(METRIC_COLUMNS) | {"run", "step", "diverged", "wall_time"}
+NON_COORDINATE_COLUMNS = frozenset(METRIC_COLUMNS) | {"run", "step", "diverged", "diverged_step",
+                                                       "wall_time"}
 """Columns of the metrics table that are not grid coordinates."""
 
 SEED_COLUMNS = ("seed", "split_seed")
