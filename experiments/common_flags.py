@@ -11,7 +11,7 @@ from absl import flags
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jgrok import cli  # noqa: E402
-from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig,  # noqa: E402
+from jgrok.config import (MAX_RUNS, ExperimentConfig, ModelConfig, OptimConfig, SweepConfig,  # noqa: E402
                           TaskConfig, TrainConfig)
 from jgrok.errors import ConfigError  # noqa: E402
 
@@ -58,13 +58,38 @@ flags.DEFINE_integer("keep_checkpoints", 3, "checkpoint versions kept")
 flags.DEFINE_string("out", "", "run directory (default runs/<op>-<timestamp>)")
 flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest checkpoint")
 flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end")
+# several processes (hosts): see docs/multihost.md
+flags.DEFINE_string("coordinator", "", "host:port of process 0; set to run one sweep over "
+                    "several processes (jax.distributed)")
+flags.DEFINE_integer("num_processes", 1, "number of processes (with --coordinator)")
+flags.DEFINE_integer("process_id", 0, "this process's index in [0, num_processes)")
+
+
+def init_distributed() -> None:
+    """`jax.distributed.initialize` from --coordinator/--num_processes/--process_id; must run
+    before anything else uses JAX. Without --coordinator: nothing (one process), except on
+    TPU pods and SLURM/Open MPI clusters, where `--coordinator=auto` lets JAX detect them."""
+    if not FLAGS.coordinator:
+        return
+    import jax
+
+    if FLAGS.coordinator == "auto":
+        jax.distributed.initialize()
+        return
+    if FLAGS.num_processes < 1 or not 0 <= FLAGS.process_id < FLAGS.num_processes:
+        raise ConfigError(f"--process_id={FLAGS.process_id} must be in [0, "
+                          f"--num_processes={FLAGS.num_processes})")
+    # CPU processes exchange arrays through gloo (GPUs and TPUs use their own collectives)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
 def config_from_flags() -> ExperimentConfig:
+    if not FLAGS.seed_list and not 1 <= FLAGS.seeds <= MAX_RUNS:
+        raise ConfigError(f"--seeds={FLAGS.seeds} must be in [1, {MAX_RUNS:,}]")
     seeds = (cli.parse_ints(FLAGS.seed_list, "seed_list") if FLAGS.seed_list
              else tuple(range(FLAGS.seeds)))
-    if not FLAGS.seed_list and FLAGS.seeds < 1:
-        raise ConfigError(f"--seeds={FLAGS.seeds} must be >= 1")
     cfg = ExperimentConfig(
         task=TaskConfig(op=FLAGS.op, p=FLAGS.p, label_noise=FLAGS.label_noise),
         model=ModelConfig(kind=FLAGS.model, n_layers=FLAGS.n_layers, d_model=FLAGS.d_model,

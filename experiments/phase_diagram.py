@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common_flags import FLAGS, config_from_flags  # noqa: E402
+from common_flags import FLAGS, config_from_flags, init_distributed  # noqa: E402
 
 from jgrok import cli  # noqa: E402
 from jgrok.errors import ConfigError  # noqa: E402
@@ -26,6 +26,7 @@ def main(argv):
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = config_from_flags()
+    init_distributed()  # before any other use of JAX
     # data first: a bad op or modulus fails before JAX starts up
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
@@ -81,7 +82,7 @@ def main(argv):
     df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=progress,
                           extra_config=dict(task_name=task.name))
     print(f"done in {time.perf_counter() - t0:.1f}s; metrics: {os.path.join(out, 'metrics.csv')}")
-    if FLAGS.figures:
+    if FLAGS.figures and jax.process_index() == 0:
         from jgrok import plots
 
         paths = plots.write_all_figures(df, out)

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 class Checkpoints:
     def __init__(self, run_dir: str | os.PathLike, keep: int = 3):
         self.directory = Path(run_dir).absolute() / "checkpoints"
+        # a fixed single-item layout: the manager need not infer it from the newest version on
+        # disk, which a damaged newest version would make it misread
         self.manager = ocp.CheckpointManager(
-            self.directory,
+            self.directory, item_handlers=ocp.StandardCheckpointHandler(),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                  enable_async_checkpointing=False))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
+from jgrok.config import MAX_RUNS
 from jgrok.errors import ConfigError
 
 
@@ -19,8 +20,8 @@ def parse_floats(spec: str | Sequence[str], name: str) -> tuple[float, ...]:
             a, b, n = float(a), float(b), int(n)
         except ValueError:
             raise ConfigError(f"--{name}={items[0]!r} is not start:stop:num")
-        if n < 1:
-            raise ConfigError(f"--{name}={items[0]!r}: num must be >= 1")
+        if not 1 <= n <= MAX_RUNS:
+            raise ConfigError(f"--{name}={items[0]!r}: num must be in [1, {MAX_RUNS:,}]")
         return tuple(round(a + (b - a) * i / max(n - 1, 1), 10) for i in range(n))
     try:
         vals = tuple(float(s) for s in items)

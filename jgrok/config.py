@@ -15,6 +15,12 @@ from typing import Optional
 
 from jgrok.errors import ConfigError
 
+MAX_RUNS = 1_000_000
+"""Most runs in one sweep (the grid and its per-run data are built on the host)."""
+
+MAX_WIDTH = 65_536
+"""Largest model dimension accepted (widths, heads, layers, sequence length)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
@@ -65,6 +71,12 @@ class ModelConfig:
                     f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
             if self.n_layers < 1:
                 raise ConfigError(f"n_layers={self.n_layers} must be >= 1")
+        for name in ("d_model", "n_heads", "mlp_width", "mlp_depth", "n_layers", "max_len"):
+            v = getattr(self, name)
+            if not 1 <= v <= MAX_WIDTH and not (name == "mlp_depth" and v == 0):
+                raise ConfigError(f"{name}={v} must be in [1, {MAX_WIDTH}]")
+        if self.d_ff is not None and not 1 <= self.d_ff <= 4 * MAX_WIDTH:
+            raise ConfigError(f"d_ff={self.d_ff} must be in [1, {4 * MAX_WIDTH}]")
         if self.mlp_activation not in ("relu", "gelu", "quadratic", "sigmoid", "tanh"):
             raise ConfigError(f"unknown activation {self.mlp_activation!r}; "
                               f"known: relu, gelu, quadratic, sigmoid, tanh")
@@ -174,8 +186,17 @@ class SweepConfig:
             if not (math.isfinite(a) and a > 0):
                 raise ConfigError(f"init scale {a} must be a finite number > 0")
         for s in tuple(self.seeds) + tuple(self.split_seeds or ()):
-            if int(s) != s or s < 0:
-                raise ConfigError(f"seed {s} must be a non-negative integer")
+            if int(s) != s or not 0 <= s < 2**32:
+                raise ConfigError(f"seed {s} must be an integer in [0, 2**32)")
+        if self.n_runs() > MAX_RUNS:
+            raise ConfigError(f"the sweep has {self.n_runs():,} runs, more than the {MAX_RUNS:,} "
+                              f"one sweep can hold; split it into several sweeps")
+
+    def n_runs(self) -> int:
+        """Number of runs in `grid()`, without building it."""
+        n_split = 1 if self.split_seeds is None else len(self.split_seeds)
+        return math.prod(len(getattr(self, k)) for k in
+                         ("seeds", "fractions", "weight_decays", "lrs", "init_scales")) * n_split
 
     def grid(self) -> list[dict]:
         """One dict per run, keys `GRID_AXES`, in a fixed order (seed varies fastest last)."""

@@ -8,12 +8,22 @@ Layout of `<run_dir>`:
 Order of writes at a checkpoint step: metrics.csv first, then the checkpoint. So the table always
 holds every row up to the newest checkpoint; on resume, rows after the restored step are dropped
 and recomputed, and the final table is identical to that of an uninterrupted sweep.
+
+Before anything is written, `check_disk` refuses a sweep whose checkpoints and table would not fit
+on the output filesystem. On resume, a metrics.csv that cannot be read, or whose rows do not match
+the restored checkpoint (a missing, duplicated or half-written row), is refused with one line
+naming the file: its rows before the checkpoint cannot be recomputed from the checkpoint, so the
+user chooses (move it aside to resume with only the rows from the checkpoint on, or start a new
+run directory). Stale temporary files of a killed atomic write are removed on resume.
+See docs/reliability.md for what survives what.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -49,6 +59,129 @@ def config_differences(a: dict, b: dict) -> list[str]:
             if fa.get(k) != fb.get(k) and k not in RESUMABLE_CHANGES]
 
 
+#: rough size of one metrics.csv row on disk (about 15 numbers of up to 20 characters)
+METRICS_ROW_BYTES = 400
+#: Orbax metadata per checkpoint version, and slack for the filesystem's block rounding
+CHECKPOINT_OVERHEAD_BYTES = 256 * 1024
+CHECKPOINT_SLACK = 1.1
+
+
+def _tree_bytes(tree) -> int:
+    return sum(int(math.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree)
+               if hasattr(x, "shape") and hasattr(x, "dtype"))
+
+
+def _used_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def check_disk(run_dir: str | os.PathLike, state, keep: int, free_bytes: Optional[int] = None,
+               metrics_rows: int = 0) -> int:
+    """Refuse (ConfigError, one line) a sweep that cannot fit on the filesystem of `run_dir`.
+
+    Needed: `keep + 1` checkpoint versions of `state` (Orbax writes the new version before it
+    deletes the oldest), the metrics table twice (the atomic rewrite holds a temporary copy),
+    minus what the run directory already holds (a resumed sweep replaces it). `free_bytes`
+    overrides `shutil.disk_usage` (for tests). Returns the estimated bytes still needed.
+    """
+    run_dir = Path(run_dir)
+    ckpt = int(_tree_bytes(state) * CHECKPOINT_SLACK) + CHECKPOINT_OVERHEAD_BYTES
+    table = 2 * METRICS_ROW_BYTES * int(metrics_rows)
+    used = (_used_bytes(run_dir / "checkpoints") if (run_dir / "checkpoints").exists() else 0) \
+        + (_used_bytes(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else 0)
+    need = max(ckpt * (int(keep) + 1) + table - used, 0)
+    probe = run_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if free_bytes is None:
+        free_bytes = shutil.disk_usage(probe).free
+    if need > free_bytes:
+        raise ConfigError(
+            f"not enough disk space for {run_dir}: the sweep needs about {_mb(need)} "
+            f"({keep} + 1 checkpoint versions of {_mb(ckpt)} and a {_mb(table)} metrics table) "
+            f"but the filesystem of {probe} has {_mb(free_bytes)} free; free some space, "
+            f"lower --keep_checkpoints or choose another --out")
+    return need
+
+
+def _remove_stale_temp_files(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Temporary files of an atomic write that a killed process left behind."""
+    for name in ("metrics.csv", "config.json"):
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            log(f"removed {tmp}, left by an interrupted write")
+
+
+def _set_aside_itemless_checkpoints(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Move checkpoint versions without their saved item (an emptied directory) out of the way
+    before the Orbax manager opens: the manager infers its layout from the newest version, and an
+    item-less newest version makes it misread every version, the good ones included."""
+    ck = run_dir / "checkpoints"
+    if not ck.is_dir():
+        return
+    for p in sorted(ck.iterdir(), key=lambda q: q.name):
+        if p.name.isdigit() and p.is_dir() and not (p / "default").is_dir():
+            dest = run_dir / "corrupt_checkpoints" / f"{p.name}-{int(time.time())}"
+            dest.parent.mkdir(exist_ok=True)
+            shutil.move(str(p), dest)
+            log(f"WARNING: checkpoint at step {p.name} in {ck} is unreadable (its saved state "
+                f"is missing); moved it to {dest} and falling back to the previous one")
+
+
+def _rows_until(metrics_path: Path, step: int, engine, cfg: ExperimentConfig, run_dir: Path,
+                log: Callable[[str], None]) -> list[dict]:
+    """The rows of metrics.csv up to the restored checkpoint `step`, checked to be complete."""
+    if not metrics_path.exists():
+        log(f"WARNING: {metrics_path} is missing; the table will hold only the rows from step "
+            f"{step} on")
+        return []
+    advice = (f"move it aside to resume with only the rows from step {step} on, or start a "
+              f"new run directory")
+    try:
+        old = mio.read_metrics(metrics_path)
+    except ConfigError as e:
+        raise ConfigError(f"cannot resume {run_dir}: {e}; {advice}")
+    problem = None
+    run = pd.to_numeric(old["run"], errors="coerce")
+    at = pd.to_numeric(old["step"], errors="coerce")
+    if run.isna().any() or at.isna().any():
+        problem = "a row without a run or step number"
+    else:
+        kept = old[at <= step]
+        pairs = list(zip(run[at <= step].astype(int), at[at <= step].astype(int)))
+        expected = {(r, s) for s in cfg.train.eval_steps() if s <= step
+                    for r in range(engine.n_runs)}
+        # columns never empty in a whole row (the last one catches a row cut short)
+        must = [c for c in dict.fromkeys(("run", "step", *engine.grid[0], "train_acc",
+                                          "val_acc", "diverged", "diverged_step",
+                                          old.columns[-1])) if c in old.columns]
+        if len(pairs) != len(set(pairs)):
+            problem = "duplicated (run, step) rows"
+        elif set(pairs) != expected:
+            problem = (f"{len(expected - set(pairs))} missing and {len(set(pairs) - expected)} "
+                       f"unexpected (run, step) rows up to step {step}")
+        elif kept[must].isna().any().any():
+            problem = "a half-written row"
+    if problem:
+        raise ConfigError(f"cannot resume {run_dir}: metrics table {metrics_path} is damaged "
+                          f"({problem}) and does not match the checkpoint at step {step}; "
+                          f"{advice}")
+    return old[at <= step].to_dict("records")
+
+
 def _is_checkpoint_step(step: int, last_saved: int, cfg: ExperimentConfig) -> bool:
     return step == cfg.train.steps or step - last_saved >= cfg.train.checkpoint_every
 
@@ -82,24 +215,37 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
 
     t0 = time.perf_counter()
     engine = sweep.build_engine(cfg, dataset, devices)
+    writer = jax.process_index() == 0
     state = sweep.init_state(engine)
     jax.block_until_ready(state)
+    check_disk(run_dir, state, cfg.train.keep_checkpoints,
+               metrics_rows=engine.n_runs * len(cfg.train.eval_steps()))
+    if resume and writer:
+        _remove_stale_temp_files(run_dir, log)
+        _set_aside_itemless_checkpoints(run_dir, log)
+    if jax.process_count() > 1:  # every process has checked the directory before any write
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jgrok.run_sweep.start")
     ckpts = Checkpoints(run_dir, keep=cfg.train.keep_checkpoints)
     start, rows = 0, []
     if resume and ckpts.steps():
         step, restored = ckpts.restore_latest(state, warn=lambda m: log("WARNING: " + m))
         if step is not None:
+            try:
+                rows = _rows_until(metrics_path, step, engine, cfg, run_dir, log)
+            except ConfigError:
+                ckpts.close()
+                raise
             start, state = step, restored
-            if metrics_path.exists():
-                old = mio.read_metrics(metrics_path)
-                rows = old[old.step <= step].to_dict("records")
             log(f"resumed from the checkpoint at step {step} ({len(rows)} metric rows kept)")
         else:
             log("WARNING: no readable checkpoint; starting from scratch")
     elif not cfg_path.exists() or not resume:
-        mio.write_json(dict(config=cfg_dict, grid=engine.grid, versions=mio.versions(),
-                            n_runs=engine.n_runs, dataset=dataset.name,
-                            **(extra_config or {})), cfg_path)
+        if writer:  # with several processes, only process 0 writes files
+            mio.write_json(dict(config=cfg_dict, grid=engine.grid, versions=mio.versions(),
+                                n_runs=engine.n_runs, dataset=dataset.name,
+                                **(extra_config or {})), cfg_path)
 
     last_saved = start
     timing = dict(t_start=time.perf_counter(), step_start=start, setup_s=time.perf_counter() - t0)
@@ -112,12 +258,14 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         if on_eval is not None:
             on_eval(step, engine, m, timing)
         if step > start and _is_checkpoint_step(step, last_saved, cfg):
-            mio.write_csv(pd.DataFrame(rows), metrics_path)
+            if writer:
+                mio.write_csv(pd.DataFrame(rows), metrics_path)
             ckpts.save(step, st)
             last_saved = step
 
     state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record)
     df = pd.DataFrame(rows)
-    mio.write_csv(df, metrics_path)
+    if writer:
+        mio.write_csv(df, metrics_path)
     ckpts.close()
     return df
