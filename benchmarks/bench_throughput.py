@@ -1,0 +1,270 @@
+"""Training throughput of jgrok (run-steps/s) against a plain PyTorch loop. Not a test.
+
+    python benchmarks/bench_throughput.py                      # R = 1, 8, 32
+    python benchmarks/bench_throughput.py --rs=1,8,32,128 --out=results/benchmarks/cpu.md
+    python benchmarks/bench_throughput.py --quick              # smoke test, tiny sizes
+
+For each model (the Power et al. transformer at p = 97 and the operand MLP at p = 23) and each
+number of runs R it measures, on this machine in one process:
+
+  map      jgrok's default engine: on CPU each device trains its runs one after another inside
+           one jitted call (`run_chunk=1`); on accelerators this is the same as `vmap`
+  vmap     all R runs vectorized with one `jax.vmap` (`run_chunk=0`)
+  seq      R separate R=1 sweeps, one after another (the compiled function is shared)
+  torch    benchmarks/torch_baseline.py, one run at a time (1 and 2 intra-op threads)
+
+Only `sweep.advance` is timed, for `--steps` steps after a warm-up call; compilation is timed
+separately (ahead-of-time `lower().compile()` of the advance function). Memory per run is XLA's
+own accounting of the compiled advance function (`memory_analysis()`: arguments + outputs +
+temporaries - aliased (donated) bytes), divided by R. FLOPs per run-step are analytic
+(forward matmuls incl. attention, x3 for forward + backward) and are compared with a measured
+peak: the best of several jitted 2048x2048 f32 matmuls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import torch_baseline  # noqa: E402
+from jgrok import sweep, train  # noqa: E402
+from jgrok.config import (ExperimentConfig, ModelConfig, SweepConfig, TaskConfig,  # noqa: E402
+                          TrainConfig)
+from jgrok.data.algorithmic import make_task  # noqa: E402
+from jgrok.data.split import dataset_from_task  # noqa: E402
+
+FRACTION = 0.5
+
+
+def model_settings(kind: str, quick: bool) -> dict:
+    if kind == "transformer":
+        s = dict(p=97, batch=512, model=ModelConfig(kind="transformer", n_layers=2, d_model=128,
+                                                    n_heads=4, d_ff=512))
+        if quick:
+            s = dict(p=11, batch=32, model=ModelConfig(kind="transformer", n_layers=1,
+                                                       d_model=32, n_heads=2, d_ff=64))
+    else:
+        s = dict(p=23, batch=256, model=ModelConfig(kind="mlp", mlp_width=256, mlp_depth=2,
+                                                    d_model=128))
+        if quick:
+            s = dict(p=7, batch=16, model=ModelConfig(kind="mlp", mlp_width=32, d_model=16))
+    return s
+
+
+def flops_per_run_step(kind: str, s: dict, vocab: int) -> float:
+    """Analytic matmul FLOPs of one training step of one run: 3 x forward (2 FLOPs per MAC)."""
+    m, b = s["model"], s["batch"]
+    if kind == "transformer":
+        t, d, ff = 4, m.d_model, m.d_ff or 4 * m.d_model
+        per_token_layer = 4 * d * d + 2 * d * ff + 2 * t * d  # qkv + out, ffn, QK^T and AV
+        macs = b * (m.n_layers * t * per_token_layer + d * vocab)  # unembed: last position
+    else:
+        w, depth, e = m.mlp_width, m.mlp_depth, m.d_model
+        macs = b * (2 * e * w + (depth - 1) * w * w + w * vocab)
+    return 3 * 2 * float(macs)
+
+
+def matmul_peak(sizes=(256, 512, 1024, 2048), reps: int = 5) -> float:
+    """Best FLOP/s of jitted square f32 matmuls over `sizes` (best of `reps` each)."""
+    rates = []
+    for n in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+        f = jax.jit(lambda x: x @ x)
+        f(a).block_until_ready()
+        best = float("inf")
+        for _ in range(max(reps, 2 * 2048 // n)):
+            t = time.perf_counter()
+            f(a).block_until_ready()
+            best = min(best, time.perf_counter() - t)
+        rates.append(2 * n**3 / best)
+    return max(rates)
+
+
+def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
+    return ExperimentConfig(task=TaskConfig(op="x2_plus_y2", p=s["p"]), model=s["model"],
+                            train=TrainConfig(steps=100_000, batch_size=s["batch"]),
+                            sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(FRACTION,)))
+
+
+def time_engine(cfg, dataset, steps: int, run_chunk) -> dict:
+    """Compile (AOT) and time `steps` steps of advance for the engine's runs."""
+    eng = sweep.build_engine(cfg, dataset, run_chunk=run_chunk)
+    state = sweep.init_state(eng)
+    args = (eng.inputs, state, eng.run_data, jnp.int32(1))
+    t = time.perf_counter()
+    compiled = eng.advance.lower(*args).compile()
+    compile_s = time.perf_counter() - t
+    mem = None
+    try:
+        ma = compiled.memory_analysis()
+        mem = (ma.argument_size_in_bytes + ma.output_size_in_bytes + ma.temp_size_in_bytes
+               - ma.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        pass
+    state = compiled(eng.inputs, state, eng.run_data, jnp.int32(1))  # warm-up
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    state = compiled(eng.inputs, state, eng.run_data, jnp.int32(steps))
+    jax.block_until_ready(state)
+    dt = time.perf_counter() - t
+    # evaluation cost (one call, after a warm-up call)
+    jax.block_until_ready(eng.evaluate(eng.inputs, eng.targets, state.params, eng.run_data))
+    t = time.perf_counter()
+    jax.block_until_ready(eng.evaluate(eng.inputs, eng.targets, state.params, eng.run_data))
+    eval_s = time.perf_counter() - t
+    return dict(seconds=dt, rate=eng.n_runs * steps / dt, compile_s=compile_s, mem=mem,
+                eval_s=eval_s, n=eng.n_runs)
+
+
+def sampler_cost(dataset, s: dict, runs: int, reps: int = 10) -> float:
+    """Seconds per run-step of the batch sampler alone (uniform draws + top_k over N rows)."""
+    n = dataset.size
+    mask = jnp.asarray(np.random.default_rng(0).random((runs, n)) < FRACTION)
+    data = train.RunData(train_mask=mask, val_mask=~mask, labels=jnp.zeros((runs, n), jnp.int32),
+                         batch_size=jnp.full((runs,), s["batch"], jnp.int32),
+                         n_train=mask.sum(1).astype(jnp.int32))
+    keys = jax.random.split(jax.random.PRNGKey(0), runs)
+    f = jax.jit(jax.vmap(lambda k, d: train.sample_batch(k, d, s["batch"])[0]))
+    f(keys, data).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(reps):
+        f(keys, data).block_until_ready()
+    return (time.perf_counter() - t) / reps / runs
+
+
+def load() -> str:
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "n/a"
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def fmt_mem(b):
+    return "n/a" if b is None else f"{b / 2**20:.1f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description="jgrok training throughput vs PyTorch")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    ap.add_argument("--rs", default=None, help="numbers of runs, e.g. 1,8,32 (or 1,8,32,128)")
+    ap.add_argument("--models", default="transformer,mlp")
+    ap.add_argument("--modes", default="map,vmap,seq", help="jgrok modes to measure")
+    ap.add_argument("--seq_max", type=int, default=8,
+                    help="seq: time at most this many R=1 sweeps and report their rate")
+    ap.add_argument("--torch_steps", type=int, default=None)
+    ap.add_argument("--out", default="", help="also write the Markdown here")
+    args = ap.parse_args()
+    rs = [int(r) for r in (args.rs or ("1,4" if args.quick else "1,8,32")).split(",")]
+    modes = args.modes.split(",")
+    lines = []
+
+    def emit(line=""):
+        print(line, flush=True)
+        lines.append(line)
+
+    peak = matmul_peak((128, 256) if args.quick else (256, 512, 1024, 2048))
+    emit(f"# jgrok throughput ({datetime.datetime.now():%Y-%m-%d %H:%M})")
+    emit()
+    emit(f"- command: `python {' '.join(sys.argv)}`")
+    emit(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {jax.default_backend()} "
+         f"backend, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
+    emit(f"- jax {jax.__version__}; torch "
+         f"{torch_baseline.torch.__version__ if torch_baseline.available() else 'not installed'}")
+    emit(f"- load average at start: {load()} (the CPU is shared with other jobs: numbers are "
+         f"noisy)")
+    emit(f"- measured f32 matmul peak (best jitted square matmul): {peak / 1e9:.1f} "
+         f"GFLOP/s")
+    emit()
+    for kind in args.models.split(","):
+        s = model_settings(kind, args.quick)
+        ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
+        vocab = ds.n_classes
+        fl = flops_per_run_step(kind, s, vocab)
+        steps = args.steps or (5 if args.quick else (10 if kind == "transformer" else 100))
+        emit(f"## {kind} (p={s['p']}, batch {s['batch']}, {ds.size} rows, fraction {FRACTION}): "
+             f"{fl / 1e6:.1f} MFLOP per run-step, {steps} timed steps")
+        emit()
+        # torch baseline first: the reference for the ratios
+        torch_rate = {}
+        if torch_baseline.available():
+            tsteps = args.torch_steps or max(3, steps // 2)
+            for th in (1, 2):
+                torch_rate[th] = torch_baseline.run_steps_per_s(
+                    kind, ds.inputs, ds.targets, vocab, FRACTION, s["batch"], tsteps, threads=th)
+            best = max(torch_rate.values())
+            emit(f"PyTorch, one run at a time, {tsteps} steps: "
+                 f"{torch_rate[1]:.2f} run-steps/s with 1 thread, {torch_rate[2]:.2f} with 2 "
+                 f"(ratios below use the better, {best:.2f}; load {load()})")
+        else:
+            best = None
+            emit("PyTorch baseline: skipped (torch not installed)")
+        emit()
+        emit("| mode | R | run-steps/s | vs same mode R=1 | vs PyTorch | GFLOP/s | % of peak "
+             "| compile s | MiB/run | eval ms/run | load |")
+        emit("|---|---|---|---|---|---|---|---|---|---|---|")
+        base = {}
+        for mode in modes:
+            for r in rs:
+                cfg = experiment(kind, s, r)
+                if mode == "seq":
+                    n_time = min(r, args.seq_max)
+                    tot, comp, mem, ev = 0.0, 0.0, None, 0.0
+                    for i in range(n_time):
+                        one = experiment(kind, s, 1)
+                        one = one.__class__(task=one.task, model=one.model, optim=one.optim,
+                                            train=one.train,
+                                            sweep=SweepConfig(seeds=(i,), fractions=(FRACTION,)))
+                        m = time_engine(one, ds, steps, None)
+                        tot += m["seconds"]
+                        comp, mem, ev = max(comp, m["compile_s"]), m["mem"], m["eval_s"]
+                    m = dict(rate=n_time * steps / tot, compile_s=comp, mem=mem, eval_s=ev, n=1)
+                    label = f"seq ({n_time} timed)" if n_time < r else "seq"
+                else:
+                    m = time_engine(cfg, ds, steps, 0 if mode == "vmap" else None)
+                    label = mode
+                base.setdefault(mode, m["rate"] if r == rs[0] else None)
+                r1 = base.get(mode)
+                rel = f"{m['rate'] / r1:.2f}x" if r1 else "-"
+                vs = f"{m['rate'] / best:.2f}x" if best else "skipped"
+                gf = m["rate"] * fl
+                mem_run = None if m["mem"] is None else m["mem"] / max(m["n"], 1)
+                emit(f"| {label} | {r} | {m['rate']:.2f} | {rel} | {vs} | {gf / 1e9:.1f} | "
+                     f"{100 * gf / peak:.0f}% | {m['compile_s']:.1f} | {fmt_mem(mem_run)} | "
+                     f"{1e3 * m['eval_s'] / max(m['n'], 1):.1f} | {load()} |")
+        smp = sampler_cost(ds, s, max(rs))
+        emit()
+        emit(f"Batch sampler alone (uniform over {ds.size} rows + top_k {s['batch']}), "
+             f"R={max(rs)}: {1e3 * smp:.3f} ms per run-step.")
+        emit()
+    emit(f"load average at end: {load()}")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

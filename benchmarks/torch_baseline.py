@@ -1,0 +1,159 @@
+"""Plain PyTorch training loop of the benchmark models, one run at a time (the baseline for
+`bench_throughput.py`).
+
+Same architectures as jgrok's: the Power et al. transformer (token embedding + fixed sinusoidal
+positions, post-LayerNorm blocks x = LN(x + Attn(x)); x = LN(x + FFN(x)), causal multi-head
+attention, ReLU FFN, no biases, untied unembedding of the last position) and the operand MLP
+(shared embedding of x and y, concatenated, hidden ReLU layers with biases, linear read-out).
+Same batch size and AdamW(lr 1e-3, betas (0.9, 0.98), weight decay 1). Each step draws a batch
+without replacement from the run's training rows, as jgrok does.
+
+    python benchmarks/torch_baseline.py --model=mlp --steps=200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+try:
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+except ImportError:  # torch is an optional dependency (pip install -e ".[bench]")
+    torch = None
+
+
+def available() -> bool:
+    return torch is not None
+
+
+if torch is not None:
+
+    def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
+        pos = np.arange(max_len)[:, None]
+        i = np.arange(0, d_model, 2)[None, :]
+        angle = pos / np.power(10000.0, i / d_model)
+        pe = np.zeros((max_len, d_model), np.float32)
+        pe[:, 0::2] = np.sin(angle)
+        pe[:, 1::2] = np.cos(angle[:, : d_model // 2])
+        return torch.from_numpy(pe)
+
+    class Block(nn.Module):
+        def __init__(self, d_model: int, n_heads: int, d_ff: int):
+            super().__init__()
+            self.h = n_heads
+            self.q = nn.Linear(d_model, d_model, bias=False)
+            self.k = nn.Linear(d_model, d_model, bias=False)
+            self.v = nn.Linear(d_model, d_model, bias=False)
+            self.o = nn.Linear(d_model, d_model, bias=False)
+            self.attn_norm = nn.LayerNorm(d_model, bias=False)
+            self.ffn_in = nn.Linear(d_model, d_ff, bias=False)
+            self.ffn_out = nn.Linear(d_ff, d_model, bias=False)
+            self.ffn_norm = nn.LayerNorm(d_model, bias=False)
+
+        def forward(self, x):
+            b, t, d = x.shape
+            split = lambda z: z.view(b, t, self.h, d // self.h).transpose(1, 2)  # noqa: E731
+            a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)),
+                                               split(self.v(x)), is_causal=True)
+            x = self.attn_norm(x + self.o(a.transpose(1, 2).reshape(b, t, d)))
+            return self.ffn_norm(x + self.ffn_out(F.relu(self.ffn_in(x))))
+
+    class Transformer(nn.Module):
+        def __init__(self, vocab: int, n_layers=2, d_model=128, n_heads=4, d_ff=512,
+                     max_len=8):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, d_model)
+            self.register_buffer("pe", sinusoidal_positions(max_len, d_model))
+            self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff) for _ in range(n_layers))
+            self.unembed = nn.Linear(d_model, vocab, bias=False)
+
+        def forward(self, tokens):
+            x = self.embed(tokens) + self.pe[: tokens.shape[-1]]
+            for blk in self.blocks:
+                x = blk(x)
+            return self.unembed(x[:, -1])
+
+    class OperandMLP(nn.Module):
+        def __init__(self, vocab: int, width=256, depth=2, d_embed=128):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, d_embed)
+            layers, d_in = [], 2 * d_embed
+            for _ in range(depth):
+                layers += [nn.Linear(d_in, width), nn.ReLU()]
+                d_in = width
+            self.hidden = nn.Sequential(*layers)
+            self.unembed = nn.Linear(d_in, vocab)
+
+        def forward(self, tokens):
+            h = torch.cat([self.embed(tokens[:, 0]), self.embed(tokens[:, 2])], dim=-1)
+            return self.unembed(self.hidden(h))
+
+
+def make_model(kind: str, vocab: int):
+    return Transformer(vocab) if kind == "transformer" else OperandMLP(vocab)
+
+
+def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fraction: float,
+              batch: int, steps: int, seed: int = 0, warmup: int = 3) -> float:
+    """Train one run for `warmup` + `steps` steps; returns the seconds of the `steps` steps."""
+    torch.manual_seed(seed)
+    model = make_model(kind, vocab)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
+    x_all = torch.from_numpy(np.asarray(inputs, np.int64))
+    y_all = torch.from_numpy(np.asarray(targets, np.int64))
+    g = torch.Generator().manual_seed(seed)
+    n_train = int(round(fraction * len(x_all)))
+    train_rows = torch.randperm(len(x_all), generator=g)[:n_train]
+    b = min(batch, n_train)
+
+    def step():
+        idx = train_rows[torch.randperm(n_train, generator=g)[:b]]
+        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(warmup):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    float(loss.detach())
+    return time.perf_counter() - t
+
+
+def run_steps_per_s(kind: str, inputs, targets, vocab: int, fraction: float, batch: int,
+                    steps: int, runs: int = 1, threads: int = 2) -> float:
+    """Run-steps/s of `runs` runs trained one after another (`threads` intra-op threads)."""
+    torch.set_num_threads(threads)
+    total = sum(train_one(kind, inputs, targets, vocab, fraction, batch, steps, seed=r)
+                for r in range(runs))
+    return runs * steps / total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", choices=("transformer", "mlp"), default="mlp")
+    ap.add_argument("--steps", type=int, default=100)
+    args = ap.parse_args()
+    if not available():
+        print("torch not installed: skipped")
+        return
+    from jgrok.data.algorithmic import make_task
+
+    p = 97 if args.model == "transformer" else 23
+    task = make_task("x2_plus_y2", p)
+    batch = 512 if args.model == "transformer" else 256
+    rate = run_steps_per_s(args.model, task.inputs, task.targets, task.vocab_size, 0.5, batch,
+                           args.steps)
+    print(f"{args.model}: {rate:.1f} run-steps/s (torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()
