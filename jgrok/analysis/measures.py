@@ -1,0 +1,316 @@
+"""Progress measures of trained runs on modular addition (Nanda et al. 2023; Gromov 2023).
+
+:func:`progress_measures` computes, for ONE run, from its parameters alone:
+
+``full_train_loss``, ``full_test_loss``
+    Cross-entropy of the model's logits over the ``p`` answer classes only (the two extra
+    tokens, op and ``=``, are dropped as in Nanda et al.'s code), on the run's training pairs and
+    on the other pairs. (The sweep's ``train_loss``/``val_loss`` use the whole vocabulary.)
+``restricted_loss``
+    Cross-entropy, over ALL ``p^2`` pairs, of the logits projected onto the key-frequency
+    directions ``cos/sin(w_k (x + y - c))`` (:func:`jgrok.analysis.progress.restricted_loss`).
+    It falls when the Fourier circuit alone predicts the answer.
+``excluded_loss``
+    Cross-entropy, on the run's TRAINING pairs, of the logits with those directions removed
+    (:func:`jgrok.analysis.progress.excluded_loss`). It rises when the training fit comes to
+    rely on the circuit rather than on memorisation.
+``gini_embed``, ``gini_unembed``
+    Gini coefficient of the per-frequency Fourier norms (frequencies ``1..p//2``; the constant
+    is left out) of the embedding rows of the ``p`` operand tokens and of the unembedding
+    columns of the ``p`` answer tokens. It rises as the weights concentrate on few frequencies.
+``sum_sq_weights``
+    Sum of squares of all parameters.
+``key_mask``
+    The boolean mask ``(p//2 + 1,)`` of the ``n_keys`` key frequencies used above.
+
+Key frequencies (``key_source``):
+
+* ``"embed"`` (default): the ``n_keys`` non-constant frequencies with the largest Fourier norm
+  of the embedding ``W_E[:p]`` (for the one-hot MLP: the ``x`` half of the first-layer weights).
+  Cheap, and after grokking it agrees with the neuron-based choice; early in training it picks
+  whichever frequencies happen to be largest, so restricted/excluded losses of an untrained
+  model are those of arbitrary frequencies.
+* ``"neurons"``: the ``n_keys`` frequencies explaining most variance of the MLP neurons (the
+  last block's ReLU outputs at the ``=`` position, or the MLP's first hidden layer) over the
+  ``p x p`` grid (:func:`jgrok.analysis.progress.key_frequencies_from_neurons`).
+* a fixed ``freq_mask``: e.g. the key frequencies of the FINAL model applied to every
+  checkpoint, which is what Nanda et al. plot. ``experiments/progress_measures.py`` reports both.
+
+:func:`sweep_progress_measures` is the ``jit(vmap(...))`` over all runs of a sweep engine,
+returning one row per run. :func:`gromov_ipr` / :func:`sweep_gromov_ipr` give Gromov's inverse
+participation ratio of each hidden neuron's first-layer weights (``x`` and ``y`` halves).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from jgrok import train
+from jgrok.analysis import progress as pm
+from jgrok.errors import ConfigError
+
+__all__ = ["MEASURE_COLUMNS", "KEY_SOURCES", "operand_embedding", "answer_unembedding",
+           "progress_measures", "sweep_progress_measures", "key_freqs_string",
+           "gromov_first_layer", "gromov_ipr", "sweep_gromov_ipr"]
+
+MEASURE_COLUMNS = ("full_train_loss", "full_test_loss", "restricted_loss", "excluded_loss",
+                   "gini_embed", "gini_unembed", "sum_sq_weights")
+KEY_SOURCES = ("embed", "neurons")
+
+
+# --------------------------------------------------------------------------------------------
+# weights of the operand tokens
+# --------------------------------------------------------------------------------------------
+
+
+def operand_embedding(params, p: int) -> jnp.ndarray:
+    """``(p, d)``: the input representation of the ``p`` operand tokens -- the transformer's (or
+    embedding MLP's) token embedding, or the ``x`` half of a one-hot MLP's first layer."""
+    if "embed" in params:
+        return params["embed"]["embedding"][:p]
+    if "hidden_0" in params:
+        return params["hidden_0"]["kernel"][:p]
+    raise ConfigError("progress measures need a model with an 'embed' or 'hidden_0' layer")
+
+
+def answer_unembedding(params, p: int) -> jnp.ndarray:
+    """``(d, p)``: the read-out columns of the ``p`` answer tokens."""
+    if "unembed" not in params:
+        raise ConfigError("progress measures need a model with an 'unembed' layer")
+    return params["unembed"]["kernel"][:, :p]
+
+
+# --------------------------------------------------------------------------------------------
+# one run
+# --------------------------------------------------------------------------------------------
+
+
+def _neuron_layer(problem: train.Problem, params) -> tuple[str, ...]:
+    """Module path whose ``__call__`` output holds the (pre-activation) neurons."""
+    if "hidden_0" in params:
+        return ("hidden_0",)
+    blocks = sorted(k for k in params if k.startswith("block_"))
+    if blocks:
+        return (blocks[-1], "ffn_in")
+    raise ConfigError("key_source='neurons' needs a transformer or an operand MLP")
+
+
+def _activation(problem: train.Problem):
+    from jgrok.models.mlp import ACTIVATIONS
+
+    return ACTIVATIONS.get(getattr(problem.model, "activation", "relu"), jax.nn.relu)
+
+
+def _output(problem: train.Problem, out):
+    if problem.output_activation == "sigmoid":
+        return jax.nn.sigmoid(out)
+    if problem.output_activation == "softmax":
+        return jax.nn.softmax(out, axis=-1)
+    return out
+
+
+def _forward(problem: train.Problem, params, inputs, with_neurons: bool):
+    """Logits (N, vocab) and, with ``with_neurons``, post-activation neurons (N, n_neurons),
+    computed in chunks of ``problem.eval_chunk`` rows."""
+    n = inputs.shape[0]
+    c = min(problem.eval_chunk, n)
+    pad = (-n) % c
+    xs = jnp.concatenate([inputs, jnp.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
+    xs = xs.reshape((-1, c) + inputs.shape[1:])
+    path = _neuron_layer(problem, params) if with_neurons else None
+
+    def chunk(xc):
+        if not with_neurons:
+            return train.model_output(problem, params, xc)
+        out, inter = problem.model.apply(
+            {"params": params}, xc, mutable=["intermediates"],
+            capture_intermediates=lambda mdl, name: (name == "__call__"
+                                                     and mdl.path == path))
+        node = inter["intermediates"]
+        for k in path:
+            node = node[k]
+        h = node["__call__"][0]
+        if h.ndim == 3:  # transformer: (c, T, d_ff), the '=' position
+            h = h[:, -1, :]
+        return _output(problem, out), _activation(problem)(h)
+
+    def flat(a):
+        return a.reshape((-1,) + a.shape[2:])[:n]
+
+    if not with_neurons:
+        return flat(jax.lax.map(chunk, xs)), None
+    logits, neurons = jax.lax.map(chunk, xs)
+    return flat(logits), flat(neurons)
+
+
+def progress_measures(problem: train.Problem, params, inputs, labels, train_mask, p: int,
+                      n_keys: int = 5, key_source: str = "embed",
+                      freq_mask: Optional[jnp.ndarray] = None) -> dict:
+    """The progress measures of one run (definitions in the module docstring). Pure, jittable.
+
+    ``inputs`` (p*p, 4) are the equations in row-major order (``x`` outer, ``y`` inner),
+    ``labels`` (p*p,) their answers (in ``[0, p)``), ``train_mask`` (p*p,) the run's training
+    pairs; ``p``, ``n_keys`` and ``key_source`` are static. A given ``freq_mask`` (``(p//2+1,)``
+    bool) overrides the key-frequency choice. Returns a dict of scalars plus ``key_mask``.
+    """
+    if key_source not in KEY_SOURCES:
+        raise ConfigError(f"unknown key_source {key_source!r}; known: {', '.join(KEY_SOURCES)}")
+    if inputs.shape[0] != p * p:
+        raise ConfigError(f"progress measures need all {p * p} pairs of Z_{p}, got "
+                          f"{inputs.shape[0]} rows")
+    with_neurons = key_source == "neurons" and freq_mask is None
+    logits, neurons = _forward(problem, params, inputs, with_neurons)
+    logits = logits.reshape(p, p, -1)[..., :p]
+    labels = jnp.asarray(labels).reshape(p, p)
+    tm = jnp.asarray(train_mask).reshape(p, p)
+
+    emb_norms = pm.embedding_fourier_norms(operand_embedding(params, p))
+    unemb_norms = pm.unembedding_fourier_norms(answer_unembedding(params, p))
+    if freq_mask is not None:
+        mask = jnp.asarray(freq_mask, bool)
+    elif with_neurons:
+        mask = pm.key_frequencies_from_neurons(neurons.reshape(p, p, -1), n_keys)
+    else:
+        mask = pm.key_frequency_mask(emb_norms, n_keys)
+    return dict(
+        full_train_loss=pm.cross_entropy_on_pairs(logits, labels, tm),
+        full_test_loss=pm.cross_entropy_on_pairs(logits, labels, ~tm),
+        restricted_loss=pm.restricted_loss(logits, labels, mask, None),
+        excluded_loss=pm.excluded_loss(logits, labels, mask, tm),
+        gini_embed=pm.gini(emb_norms[1:]),
+        gini_unembed=pm.gini(unemb_norms[1:]),
+        sum_sq_weights=pm.sum_squared_weights(params),
+        key_mask=mask,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# all runs of a sweep
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _batched_measures(problem: train.Problem, p: int, n_keys: int, key_source: str,
+                      fixed_mask: bool):
+    def one(params, inputs, labels, train_mask, mask):
+        return progress_measures(problem, params, inputs, labels, train_mask, p, n_keys,
+                                 key_source, mask if fixed_mask else None)
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, 0, 0 if fixed_mask else None)))
+
+
+def _check_engine(engine) -> int:
+    cfg = engine.cfg
+    if cfg.task.op != "add":
+        raise ConfigError(f"progress measures are defined for op 'add' (x + y - c structure), "
+                          f"not {cfg.task.op!r}")
+    p = int(cfg.task.p)
+    if engine.dataset.size != p * p:
+        raise ConfigError(f"dataset has {engine.dataset.size} rows, expected p^2 = {p * p}")
+    return p
+
+
+def key_freqs_string(mask) -> str:
+    """``"14 35 41"``: the frequencies set in a boolean frequency mask."""
+    return " ".join(str(int(k)) for k in np.flatnonzero(np.asarray(mask)))
+
+
+def sweep_progress_measures(engine, state, n_keys: int = 5, key_source: str = "embed",
+                            freq_masks=None, params=None) -> pd.DataFrame:
+    """Progress measures of every real run of a sweep, one row per run.
+
+    Columns: ``run``, ``step`` (from ``state.step``), :data:`MEASURE_COLUMNS` and ``key_freqs``
+    (a string like ``"14 35 41"``), ready to merge into the tidy metrics table on
+    ``(run, step)``. ``freq_masks`` (n_runs or n_padded, p//2+1) fixes each run's key
+    frequencies; ``params`` (batched like ``state.params``) replaces the state's parameters
+    (e.g. a stored earlier checkpoint). Training pairs are each run's ``train_mask``; labels
+    are the clean answers.
+    """
+    p = _check_engine(engine)
+    if key_source not in KEY_SOURCES:
+        raise ConfigError(f"unknown key_source {key_source!r}; known: {', '.join(KEY_SOURCES)}")
+    fixed = freq_masks is not None
+    fn = _batched_measures(engine.problem, p, int(n_keys), key_source, fixed)
+    mask_arg = None
+    if fixed:
+        m = np.asarray(freq_masks, bool)
+        if m.ndim != 2 or m.shape[1] != p // 2 + 1 or m.shape[0] < engine.n_runs:
+            raise ConfigError(f"freq_masks must have shape (n_runs, {p // 2 + 1}), "
+                              f"got {m.shape}")
+        if m.shape[0] < engine.n_padded:
+            m = np.concatenate([m, np.repeat(m[-1:], engine.n_padded - m.shape[0], 0)])
+        mask_arg = engine.shard_runs(jnp.asarray(m))
+    out = fn(state.params if params is None else params, engine.inputs, engine.targets,
+             engine.run_data.train_mask, mask_arg)
+    out = jax.device_get(out)
+    steps = np.asarray(jax.device_get(state.step))
+    rows = []
+    for i in range(engine.n_runs):
+        row = dict(run=i, step=int(steps[i]))
+        for k in MEASURE_COLUMNS:
+            row[k] = float(out[k][i])
+        row["key_freqs"] = key_freqs_string(out["key_mask"][i])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Gromov's inverse participation ratio
+# --------------------------------------------------------------------------------------------
+
+
+def gromov_first_layer(params, p: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The ``x`` and ``y`` halves ``(p, width)`` of a one-hot operand MLP's first layer.
+
+    The input is ``[onehot_V(x), onehot_V(y)]`` with ``V = p + 2`` (whole vocabulary), so the
+    kernel is ``(2V, width)``: rows ``0..p-1`` weigh ``x``, rows ``V..V+p-1`` weigh ``y``."""
+    if "hidden_0" not in params:
+        raise ConfigError("Gromov IPR needs an operand MLP (a 'hidden_0' layer)")
+    w = params["hidden_0"]["kernel"]
+    v = w.shape[0] // 2
+    return w[:p], w[v:v + p]
+
+
+def _dominant_frequency(w: jnp.ndarray) -> jnp.ndarray:
+    """Per column of ``w`` (p, n): the non-constant frequency with the most Fourier power."""
+    p = w.shape[0]
+    coef = pm.fourier_basis(p, w.dtype) @ w
+    rows = jnp.asarray(pm.frequency_of_row(p))
+    power = jax.ops.segment_sum(coef ** 2, rows, num_segments=pm.n_frequencies(p))
+    return jnp.argmax(power[1:], axis=0) + 1
+
+
+def gromov_ipr(params, p: int, r: int = 2) -> dict:
+    """Per hidden neuron: IPR of the Fourier spectrum of its ``x`` and ``y`` input weights
+    (:func:`jgrok.analysis.progress.inverse_participation_ratio`; 1 = one frequency,
+    ``1/(p//2)`` = flat) and the dominant frequency of each half. Pure, jittable."""
+    wx, wy = gromov_first_layer(params, p)
+    return dict(ipr_x=pm.inverse_participation_ratio(wx, axis=0, r=r),
+                ipr_y=pm.inverse_participation_ratio(wy, axis=0, r=r),
+                freq_x=_dominant_frequency(wx), freq_y=_dominant_frequency(wy))
+
+
+@functools.lru_cache(maxsize=8)
+def _batched_ipr(p: int, r: int):
+    return jax.jit(jax.vmap(lambda params: gromov_ipr(params, p, r)))
+
+
+def sweep_gromov_ipr(engine, state, r: int = 2, params=None) -> pd.DataFrame:
+    """Gromov IPR of every neuron of every real run: one row per (run, neuron) with columns
+    ``run, step, neuron, ipr_x, ipr_y, freq_x, freq_y``."""
+    p = int(engine.cfg.task.p)
+    out = jax.device_get(_batched_ipr(p, int(r))(state.params if params is None else params))
+    steps = np.asarray(jax.device_get(state.step))
+    frames = []
+    for i in range(engine.n_runs):
+        n = out["ipr_x"].shape[1]
+        frames.append(pd.DataFrame(dict(run=i, step=int(steps[i]), neuron=np.arange(n),
+                                        ipr_x=out["ipr_x"][i], ipr_y=out["ipr_y"][i],
+                                        freq_x=out["freq_x"][i], freq_y=out["freq_y"][i])))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,104 @@
+"""Ready-made configurations of two papers whose grokking mechanism is understood.
+
+* :func:`nanda_preset` -- Nanda et al. (2023), "Progress measures for grokking via mechanistic
+  interpretability": a 1-layer ReLU transformer without LayerNorm learns ``(x + y) mod 113``
+  from 30% of the pairs with full-batch AdamW (lr 1e-3, weight decay 1, betas (0.9, 0.98)).
+* :func:`gromov_preset` -- Gromov (2023), "Grokking modular arithmetic": a two-layer MLP
+  (one hidden layer, quadratic activation) on the concatenated one-hot codes of ``x`` and ``y``,
+  trained on the MSE against one-hot answers, with no explicit regularisation (or an AdamW
+  variant).
+
+Both return a plain :class:`jgrok.config.ExperimentConfig`; every argument can be overridden,
+and ``dataclasses.replace`` changes anything else. Known differences from the papers (the
+package's model classes are shared with the other experiments and are not specialised):
+
+* Initialisation is Flax's default (LeCun-normal kernels, N(0, 1) embeddings), not the papers'.
+* ``nanda_preset``: no biases anywhere (Nanda's MLP has ``b_in``/``b_out``); the vocabulary is
+  ``p + 2`` tokens (an operator token besides ``=``); the input is ``[x, op, y, =]``.
+* ``gromov_preset``: the operand MLP has biases; the read-out is over the ``p + 2`` tokens, and
+  the MSE averages over those ``p + 2`` outputs (the two unused targets are 0).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
+                          TrainConfig)
+from jgrok.errors import ConfigError
+
+__all__ = ["nanda_preset", "gromov_preset", "GROMOV_VARIANTS"]
+
+
+def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0,),
+                 fraction: float = 0.3, lr: float = 1e-3, weight_decay: float = 1.0,
+                 d_model: int = 128, d_ff: int = 512, n_heads: int = 4,
+                 eval_every: int = 100, op: str = "add") -> ExperimentConfig:
+    """Nanda et al.'s modular-addition setup.
+
+    Defaults are the paper's: ``p = 113`` (a prime, so every non-zero frequency is a
+    generator), 30% of the ``p^2`` pairs for training, a 1-layer transformer with
+    ``d_model = 128``, 4 heads of 32 dimensions, ReLU MLP of width ``d_mlp = 512``, no LayerNorm,
+    learned positions; full-batch AdamW with lr ``1e-3`` (10-step linear warm-up, as their
+    ``LambdaLR(min(step / 10, 1))``), weight decay ``1.0`` and betas ``(0.9, 0.98)``; 40 000
+    steps (their "epochs", one full batch each). The paper's grokking happens between ~1.4k
+    steps (memorisation) and ~13k steps (clean-up). Smaller ``p`` (53, 59) with the same widths is
+    the CPU-sized version used in ``experiments/progress_measures.py``.
+    """
+    if steps < 1:
+        raise ConfigError(f"steps={steps} must be >= 1")
+    return ExperimentConfig(
+        task=TaskConfig(op=op, p=p),
+        model=ModelConfig(kind="transformer", n_layers=1, d_model=d_model, n_heads=n_heads,
+                          d_ff=d_ff, use_bias=False, max_len=4, layer_norm=False,
+                          positions="learned"),
+        optim=OptimConfig(name="adamw", b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10,
+                          schedule="constant"),
+        train=TrainConfig(steps=steps, batch_size=0, loss="ce", eval_every=eval_every,
+                          checkpoint_every=max(steps, 1)),
+        sweep=SweepConfig(seeds=tuple(int(s) for s in seeds), fractions=(float(fraction),),
+                          weight_decays=(float(weight_decay),), lrs=(float(lr),)))
+
+
+#: variant -> (optimizer name, weight decay)
+GROMOV_VARIANTS = {"noreg": ("adam", 0.0), "adamw": ("adamw", 1.0)}
+
+
+def gromov_preset(steps: int = 5_000, p: int = 97, seeds: Sequence[int] = (0,),
+                  fraction: float = 0.5, width: int = 512, lr: float = 1e-3,
+                  variant: str = "noreg", weight_decay: float | None = None,
+                  eval_every: int = 50, op: str = "add") -> ExperimentConfig:
+    """Gromov's quadratic MLP on modular arithmetic.
+
+    ``f(x, y) = W2 phi(W1 [onehot(x), onehot(y)])`` with ``phi(z) = z^2`` and one hidden layer of
+    ``width`` units, MSE loss against one-hot answers, full batch.
+
+    * ``p = 97``: Gromov's modulus; the data set (9 409 pairs) and the one-hot input layer
+      (2 x 99 rows) are small, so a full run takes a few minutes on a CPU.
+    * ``width = 512``: Gromov's analytic solution is a sum over neurons, each a single
+      frequency with its own phases, whose error shrinks as the width grows; widths of a few
+      hundred (several times ``p``) are in the range of his experiments.
+    * ``fraction = 0.5``: the training fraction used in most of his figures.
+    * ``lr = 1e-3`` (Adam): with the quadratic activation the outputs are degree-3 polynomials
+      of the weights; larger Adam steps tend to blow up early. Our choice, not the paper's.
+    * ``variant="noreg"``: Adam without weight decay -- the paper's point that grokking needs no
+      explicit regularisation. ``variant="adamw"``: decoupled weight decay 1.0 (override with
+      ``weight_decay``).
+    """
+    if variant not in GROMOV_VARIANTS:
+        raise ConfigError(f"unknown Gromov variant {variant!r}; known: "
+                          f"{', '.join(GROMOV_VARIANTS)}")
+    if steps < 1:
+        raise ConfigError(f"steps={steps} must be >= 1")
+    name, wd = GROMOV_VARIANTS[variant]
+    if weight_decay is not None:
+        wd = float(weight_decay)
+    return ExperimentConfig(
+        task=TaskConfig(op=op, p=p),
+        model=ModelConfig(kind="mlp", mlp_width=width, mlp_depth=1, mlp_activation="quadratic",
+                          mlp_input="onehot"),
+        optim=OptimConfig(name=name, b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10),
+        train=TrainConfig(steps=steps, batch_size=0, loss="mse", eval_every=eval_every,
+                          checkpoint_every=max(steps, 1)),
+        sweep=SweepConfig(seeds=tuple(int(s) for s in seeds), fractions=(float(fraction),),
+                          weight_decays=(wd,), lrs=(float(lr),)))
