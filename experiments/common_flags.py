@@ -57,6 +57,8 @@ flags.DEFINE_integer("keep_checkpoints", 3, "checkpoint versions kept")
 # output
 flags.DEFINE_string("out", "", "run directory (default runs/<op>-<timestamp>)")
 flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest checkpoint")
+flags.DEFINE_float("memory_gb", 0.0, "device memory (GiB per device) to plan waves of runs "
+                   "for; 0: the device's own limit (accelerators) or the host's free memory (CPU)")
 flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end")
 # several processes (hosts): see docs/multihost.md
 flags.DEFINE_string("coordinator", "", "host:port of process 0; set to run one sweep over "

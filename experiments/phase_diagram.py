@@ -79,8 +79,11 @@ def main(argv):
               f"(mean over runs)", flush=True)
 
     t0 = time.perf_counter()
+    if FLAGS.memory_gb < 0:
+        raise ConfigError(f"--memory_gb={FLAGS.memory_gb} must be >= 0")
     df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=progress,
-                          extra_config=dict(task_name=task.name))
+                          extra_config=dict(task_name=task.name),
+                          memory_limit=int(FLAGS.memory_gb * 2**30) or None)
     print(f"done in {time.perf_counter() - t0:.1f}s; metrics: {os.path.join(out, 'metrics.csv')}")
     if FLAGS.figures and jax.process_index() == 0:
         from jgrok import plots

@@ -189,8 +189,10 @@ def _is_checkpoint_step(step: int, last_saved: int, cfg: ExperimentConfig) -> bo
 def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLike,
               resume: bool = False, log: Callable[[str], None] = print, devices=None,
               extra_config: Optional[dict] = None,
-              on_eval: Optional[Callable] = None) -> pd.DataFrame:
+              on_eval: Optional[Callable] = None,
+              memory_limit: Optional[int] = None) -> pd.DataFrame:
     """Train the grid of `cfg` on `dataset`, writing into `run_dir`. Returns the metrics table.
+    `memory_limit`: bytes per device to plan waves of runs for (`sweep.build_engine`).
 
     With `resume=True`, an existing run directory is continued from its newest readable
     checkpoint; a config that differs from the saved one is refused, naming the settings.
@@ -214,7 +216,12 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             raise ConfigError(f"cannot resume {run_dir}: config differs in {shown}")
 
     t0 = time.perf_counter()
-    engine = sweep.build_engine(cfg, dataset, devices)
+    engine = sweep.build_engine(cfg, dataset, devices, memory_limit=memory_limit)
+    n_local = engine.n_padded // engine.mesh.devices.size
+    # (on CPU, waves of one run are the default, not a memory limit: not worth a line)
+    if 0 < engine.run_chunk < n_local and (memory_limit or engine.mesh.devices.flat[0].platform
+                                           != "cpu"):
+        log(f"{n_local} runs per device, trained in waves of {engine.run_chunk}")
     writer = jax.process_index() == 0
     state = sweep.init_state(engine)
     jax.block_until_ready(state)

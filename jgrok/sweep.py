@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jgrok import train
+from jgrok import memory, train
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset, split_run
 from jgrok.models import build_model
@@ -45,6 +45,7 @@ class Engine:
     init: Callable
     advance: Callable
     evaluate: Callable
+    run_chunk: int = 0  # runs per wave on each device (0: all in one vmap)
 
     def shard_runs(self, tree):
         return jax.device_put(tree, NamedSharding(self.mesh, P("runs")))
@@ -64,9 +65,12 @@ def default_run_chunk(devices) -> int:
 
 
 def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
-                 run_chunk: Optional[int] = None) -> Engine:
-    """`run_chunk`: runs vectorized together per device (0: all, one `vmap`; None: the
-    platform's default, `default_run_chunk`). It changes speed only, not results."""
+                 run_chunk: Optional[int] = None, memory_limit: Optional[int] = None) -> Engine:
+    """`run_chunk`: runs vectorized together per device, a *wave* (0: all, one `vmap`; None:
+    the platform's default, `default_run_chunk`). If a device cannot hold that many runs'
+    temporaries, the wave is made as large as fits (`jgrok.memory.plan_wave`), and a grid whose
+    states alone do not fit is refused (ConfigError). `memory_limit`: bytes per device to plan
+    for, instead of the device's own limit. Waves change speed and memory only, not results."""
     cfg.validate()
     grid = cfg.sweep.grid()
     mesh = run_mesh(devices)
@@ -86,11 +90,13 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     stacked = {k: np.stack([r[k] for r in per_run]) for k in per_run[0]}
     max_batch = int(stacked["batch_size"].max())
 
-    problem, init, advance_fn, evaluate_fn = _compiled(
-        cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
-        min(EVAL_CHUNK, dataset.size), tuple(mesh.devices.flat),
-        tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype),
-        default_run_chunk(mesh.devices.flat) if run_chunk is None else int(run_chunk))
+    key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
+           min(EVAL_CHUNK, dataset.size), tuple(mesh.devices.flat),
+           tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
+    chunk = default_run_chunk(mesh.devices.flat) if run_chunk is None else int(run_chunk)
+    chunk = _plan_chunk(key, chunk, mesh, n_padded // n_dev, dataset,
+                        {k: v[0] for k, v in stacked.items()}, memory_limit)
+    problem, init, advance_fn, evaluate_fn = _compiled(*key, chunk)
 
     runs = NamedSharding(mesh, P("runs"))
     repl = NamedSharding(mesh, P())
@@ -100,7 +106,37 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     targets = jax.device_put(jnp.asarray(dataset.targets), repl)
     return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
                   mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
-                  init=init, advance=advance_fn, evaluate=evaluate_fn)
+                  init=init, advance=advance_fn, evaluate=evaluate_fn, run_chunk=chunk)
+
+
+def _plan_chunk(key, preferred: int, mesh: Mesh, n_local: int, dataset: Dataset, one_run: dict,
+                memory_limit: Optional[int]) -> int:
+    """Runs per wave that the devices' memory allows (see `jgrok.memory`). On CPU without an
+    explicit `memory_limit` only the states are checked against the host's available memory
+    (waves of one run need little more), which costs no compilation."""
+    dev = mesh.devices.flat[0]
+    limit = memory_limit
+    if limit is None:
+        limit = memory.device_memory_limit(dev)
+        if limit is not None and dev.platform == "cpu":  # host devices share the host's memory
+            limit //= max(len(jax.local_devices()), 1)
+    if limit is None:
+        return preferred
+    with_temp = memory_limit is not None or dev.platform != "cpu"
+    data_shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (dataset.inputs, dataset.targets))
+    run_shapes = tuple(sorted((k, tuple(np.shape(v)), str(np.asarray(v).dtype))
+                              for k, v in one_run.items()))
+    rb = _run_bytes(key, with_temp, data_shapes, run_shapes)
+    return memory.plan_wave(n_local, rb, int(limit), preferred)
+
+
+@functools.lru_cache(maxsize=32)
+def _run_bytes(key, with_temp: bool, data_shapes: tuple, run_shapes: tuple) -> memory.RunBytes:
+    problem = _compiled(*key)[0]
+    inputs, targets = (jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in data_shapes)
+    one_run = train.RunData(**{k: jax.ShapeDtypeStruct(shape, dtype)
+                               for k, shape, dtype in run_shapes})
+    return memory.measure_run_bytes(problem, inputs, targets, one_run, with_temp=with_temp)
 
 
 @functools.lru_cache(maxsize=32)
