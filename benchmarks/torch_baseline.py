@@ -33,13 +33,10 @@ def available() -> bool:
 if torch is not None:
 
     def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
-        pos = np.arange(max_len)[:, None]
-        i = np.arange(0, d_model, 2)[None, :]
-        angle = pos / np.power(10000.0, i / d_model)
-        pe = np.zeros((max_len, d_model), np.float32)
-        pe[:, 0::2] = np.sin(angle)
-        pe[:, 1::2] = np.cos(angle[:, : d_model // 2])
-        return torch.from_numpy(pe)
+        # the same table as jgrok's model (a NumPy array; no JAX computation involved)
+        from jgrok.models.transformer import sinusoidal_positions as table
+
+        return torch.from_numpy(table(max_len, d_model))
 
     class Block(nn.Module):
         def __init__(self, d_model: int, n_heads: int, d_ff: int):

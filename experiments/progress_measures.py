@@ -180,6 +180,18 @@ def _key_table(final, phases, df):
     return "\n".join(lines) + "\n"
 
 
+def _preset_overrides() -> dict:
+    """Preset settings that the flags override (unset flags keep the preset's values)."""
+    kw = {}
+    if FLAGS.fraction:
+        kw["fraction"] = FLAGS.fraction
+    if FLAGS.lr:
+        kw["lr"] = FLAGS.lr
+    if FLAGS.weight_decay >= 0:
+        kw["weight_decay"] = FLAGS.weight_decay
+    return kw
+
+
 def run_nanda(out):
     import jax
     import numpy as np
@@ -193,13 +205,7 @@ def run_nanda(out):
 
     p = FLAGS.p or 53
     steps = FLAGS.steps or 4000
-    kw = {}
-    if FLAGS.fraction:
-        kw["fraction"] = FLAGS.fraction
-    if FLAGS.lr:
-        kw["lr"] = FLAGS.lr
-    if FLAGS.weight_decay >= 0:
-        kw["weight_decay"] = FLAGS.weight_decay
+    kw = _preset_overrides()
     cfg = presets.nanda_preset(steps=steps, p=p, seeds=tuple(range(FLAGS.seeds)),
                                d_model=FLAGS.d_model, d_ff=FLAGS.d_ff,
                                eval_every=FLAGS.eval_every or max(steps // 100, 1), **kw)
@@ -315,13 +321,7 @@ def run_gromov(out):
 
     p = FLAGS.p or 97
     steps = FLAGS.steps or 3000
-    kw = {}
-    if FLAGS.fraction:
-        kw["fraction"] = FLAGS.fraction
-    if FLAGS.lr:
-        kw["lr"] = FLAGS.lr
-    if FLAGS.weight_decay >= 0:
-        kw["weight_decay"] = FLAGS.weight_decay
+    kw = _preset_overrides()
     cfg = presets.gromov_preset(steps=steps, p=p, seeds=tuple(range(FLAGS.seeds)),
                                 width=FLAGS.width, variant=FLAGS.variant,
                                 eval_every=FLAGS.eval_every or max(steps // 100, 1), **kw)
