@@ -55,6 +55,8 @@ flags.DEFINE_integer("separable_dim", 20, "input dimension of the separable cont
 flags.DEFINE_float("separable_margin", 1.0, "class margin of the separable control task")
 flags.DEFINE_float("gen_acc", 0.98, "control: validation accuracy that counts as generalized")
 flags.DEFINE_float("fit_acc", 0.99, "control: training accuracy that counts as fitted")
+flags.DEFINE_string("weight_init", "torch", "layer init before the alpha scaling: torch (nn.Linear's, "
+                    "as Omnigrok's script) or default (Flax's, sqrt(3) x the norm)")
 flags.DEFINE_string("out", "results/mnist_variants", "output folder")
 
 #: variant -> (loss, hidden activation, output activation)
@@ -92,7 +94,7 @@ def run_variants(dataset, variants: dict, alphas, steps: int, out: str, log):
     from jgrok import metrics as mio
     from jgrok.data.omnigrok import omnigrok_preset, train_variant
 
-    base = omnigrok_preset(steps)
+    base = omnigrok_preset(steps, weight_init=FLAGS.weight_init)
     frames, wall = [], {}
     for name, (loss, act, outact) in variants.items():
         cfg = variant_config(base, loss, act, outact, alphas, steps)

@@ -41,6 +41,8 @@ flags.DEFINE_float("lr", 1e-3, "learning rate")
 flags.DEFINE_integer("batch_size", 256, "batch size")
 flags.DEFINE_integer("eval_every", 0, "> 0: also evaluate every this many steps "
                      "(powers of two always)")
+flags.DEFINE_string("weight_init", "torch", "layer init before the alpha scaling: torch (nn.Linear's, "
+                    "as Omnigrok's script) or default (Flax's, sqrt(3) x the norm)")
 flags.DEFINE_string("out", "results/omnigrok", "output folder")
 
 
@@ -72,7 +74,7 @@ def base_config():
         raise ConfigError(f"--seeds={FLAGS.seeds} must be >= 1")
     if FLAGS.batch_size < 1:
         raise ConfigError(f"--batch_size={FLAGS.batch_size} must be >= 1")
-    cfg = omnigrok_preset(FLAGS.steps) if FLAGS.steps >= 1 else None
+    cfg = omnigrok_preset(FLAGS.steps, weight_init=FLAGS.weight_init) if FLAGS.steps >= 1 else None
     if cfg is None:
         raise ConfigError(f"--steps={FLAGS.steps} must be >= 1")
     cfg = dataclasses.replace(

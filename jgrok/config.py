@@ -56,6 +56,9 @@ class ModelConfig:
     mlp_activation: str = "relu"  # relu | gelu | quadratic | sigmoid | tanh
     mlp_input: str = "embed"  # embed | onehot
     output_activation: str = "none"  # none | sigmoid | softmax (applied before the loss)
+    # initialization of the dense MLP's layers: "default" (Flax: LeCun-normal kernels, zero
+    # biases) or "torch" (PyTorch nn.Linear: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
+    weight_init: str = "default"
 
     def validate(self) -> None:
         if self.kind not in ("transformer", "mlp", "dense"):
@@ -77,6 +80,11 @@ class ModelConfig:
                 raise ConfigError(f"{name}={v} must be in [1, {MAX_WIDTH}]")
         if self.d_ff is not None and not 1 <= self.d_ff <= 4 * MAX_WIDTH:
             raise ConfigError(f"d_ff={self.d_ff} must be in [1, {4 * MAX_WIDTH}]")
+        if self.weight_init not in ("default", "torch"):
+            raise ConfigError(f"unknown weight_init {self.weight_init!r}; known: default, torch")
+        if self.weight_init == "torch" and self.kind != "dense":
+            raise ConfigError(f"weight_init 'torch' is implemented for the dense MLP only, not for "
+                              f"model {self.kind!r}")
         if self.mlp_activation not in ("relu", "gelu", "quadratic", "sigmoid", "tanh"):
             raise ConfigError(f"unknown activation {self.mlp_activation!r}; "
                               f"known: relu, gelu, quadratic, sigmoid, tanh")

@@ -209,6 +209,10 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             saved = json.loads(cfg_path.read_text())["config"]
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"{cfg_path} is unreadable ({type(e).__name__}); cannot resume")
+        try:  # settings added since the directory was written take their defaults
+            saved = ExperimentConfig.from_dict(saved).to_dict()
+        except Exception:  # noqa: BLE001 - compare as saved; the differences are reported
+            pass
         diff = config_differences(saved, cfg_dict)
         if diff:
             fs, fc = _flatten(saved), _flatten(cfg_dict)

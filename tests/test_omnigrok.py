@@ -247,3 +247,25 @@ def test_cli_missing_data_dir_exits_2_with_one_line(tmp_path, script, args):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_torch_init_matches_nn_linear_bounds_and_omnigrok_norm():
+    """weight_init='torch': weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as torch's nn.Linear;
+    the 784-200-200-10 model's expected global norm is sqrt(sum_l n_l / (3 fan_in_l)) = 11.71
+    (Omnigrok's alpha = 1), against 20.3 for Flax's default init."""
+    model = DenseMLP(n_out=10, width=200, depth=2, weight_init="torch")
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)))["params"]
+    fan_in = {"hidden_0": 784, "hidden_1": 200, "unembed": 200}
+    expected_sq = 0.0
+    for name, layer in params.items():
+        bound = 1 / np.sqrt(fan_in[name])
+        for leaf in (layer["kernel"], layer["bias"]):
+            a = np.asarray(leaf)
+            assert np.abs(a).max() <= bound and np.abs(a).max() > 0.95 * bound
+            expected_sq += a.size * bound**2 / 3
+    norm = float(np.sqrt(sum(np.sum(np.square(np.asarray(x))) for x in jax.tree.leaves(params))))
+    assert abs(np.sqrt(expected_sq) - 11.71) < 0.01
+    assert abs(norm - np.sqrt(expected_sq)) < 0.02 * norm
+    assert omnigrok_preset().model.weight_init == "torch"
+    with pytest.raises(ConfigError, match="dense MLP only"):
+        ModelConfig(kind="mlp", weight_init="torch").validate()

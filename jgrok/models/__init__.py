@@ -18,7 +18,7 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
                            layer_norm=cfg.layer_norm, positions=cfg.positions)
     if cfg.kind == "dense":
         return DenseMLP(n_out=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
-                        activation=cfg.mlp_activation)
+                        activation=cfg.mlp_activation, weight_init=cfg.weight_init)
     return OperandMLP(vocab_size=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
                       activation=cfg.mlp_activation, input_mode=cfg.mlp_input,
                       d_embed=cfg.d_model)

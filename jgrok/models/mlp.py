@@ -4,6 +4,8 @@ vocabulary. `DenseMLP` for feature vectors (MNIST images, Wine Quality features)
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -52,11 +54,22 @@ class DenseMLP(nn.Module):
     width: int = 200
     depth: int = 2
     activation: str = "relu"
+    weight_init: str = "default"  # default (Flax) | torch (nn.Linear's uniform weights and biases)
+
+    def _dense(self, features: int, fan_in: int, name: str) -> nn.Dense:
+        if self.weight_init == "default":
+            return nn.Dense(features, name=name)
+        bound = 1.0 / math.sqrt(fan_in)
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        return nn.Dense(features, kernel_init=uniform, bias_init=uniform, name=name)
 
     @nn.compact
     def __call__(self, x):
         h = x.reshape(x.shape[: x.ndim - 1] + (-1,)) if x.ndim > 1 else x
         act = ACTIVATIONS[self.activation]
         for i in range(self.depth):
-            h = act(nn.Dense(self.width, name=f"hidden_{i}")(h))
-        return nn.Dense(self.n_out, name="unembed")(h)
+            h = act(self._dense(self.width, h.shape[-1], f"hidden_{i}")(h))
+        return self._dense(self.n_out, h.shape[-1], "unembed")(h)
