@@ -254,6 +254,21 @@ def test_deleted_latest_checkpoint_directory_falls_back(cfg, full, cut, tmp_path
     pd.testing.assert_frame_equal(full[0], resumed, check_exact=True)
 
 
+def test_a_run_directory_written_before_a_setting_existed_resumes(cfg, full, cut, tmp_path):
+    """config.json of an older jgrok lacks settings added since (here model.weight_init): they
+    take their defaults, so the directory still resumes, to the same table."""
+    import json
+
+    d = copy_of(cut, tmp_path / "run")
+    saved = json.loads((d / "config.json").read_text())
+    del saved["config"]["model"]["weight_init"]
+    (d / "config.json").write_text(json.dumps(saved))
+    msgs = []
+    resumed = rundir.run_sweep(cfg, dataset_for(cfg), d, resume=True, log=msgs.append)
+    assert any("resumed from the checkpoint at step 20" in m for m in msgs), msgs
+    pd.testing.assert_frame_equal(full[0], resumed, check_exact=True)
+
+
 def test_checkpoints_of_another_width_warn_and_start_from_scratch(cfg, full, cut, tmp_path):
     """Checkpoints copied in from a sweep with a different MLP width: every version has the
     wrong shapes, so each is set aside with a warning and the sweep restarts from step 0."""
