@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -11,11 +12,12 @@ from absl import flags
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jgrok import cli  # noqa: E402
-from jgrok.config import (MAX_RUNS, ExperimentConfig, ModelConfig, OptimConfig, SweepConfig,  # noqa: E402
-                          TaskConfig, TrainConfig)
+from jgrok.config import MAX_RUNS, ExperimentConfig  # noqa: E402
 from jgrok.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
+flags.DEFINE_string("preset", "power", "named configuration to start from (jgrok.presets: "
+                    "power, cpu_grok, thesis, nanda, gromov); the flags given override it")
 # task
 flags.DEFINE_string("op", "x2_plus_y2", "operation name, or group:<path-to-cayley.csv>")
 flags.DEFINE_integer("p", 97, "modulus (prime for div ops)")
@@ -87,31 +89,63 @@ def init_distributed() -> None:
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
-def config_from_flags() -> ExperimentConfig:
-    if not FLAGS.seed_list and not 1 <= FLAGS.seeds <= MAX_RUNS:
+def _seeds(_):
+    if FLAGS.seed_list:
+        return cli.parse_ints(FLAGS.seed_list, "seed_list")
+    if not 1 <= FLAGS.seeds <= MAX_RUNS:
         raise ConfigError(f"--seeds={FLAGS.seeds} must be in [1, {MAX_RUNS:,}]")
-    seeds = (cli.parse_ints(FLAGS.seed_list, "seed_list") if FLAGS.seed_list
-             else tuple(range(FLAGS.seeds)))
-    cfg = ExperimentConfig(
-        task=TaskConfig(op=FLAGS.op, p=FLAGS.p, label_noise=FLAGS.label_noise),
-        model=ModelConfig(kind=FLAGS.model, n_layers=FLAGS.n_layers, d_model=FLAGS.d_model,
-                          n_heads=FLAGS.n_heads, d_ff=FLAGS.d_ff or None,
-                          mlp_width=FLAGS.mlp_width, mlp_depth=FLAGS.mlp_depth,
-                          mlp_activation=FLAGS.mlp_activation, mlp_input=FLAGS.mlp_input),
-        optim=OptimConfig(name=FLAGS.optimizer, b1=FLAGS.b1, b2=FLAGS.b2, eps=FLAGS.eps,
-                          warmup_steps=FLAGS.warmup_steps, schedule=FLAGS.schedule,
-                          decay_to_init=FLAGS.decay_to_init),
-        train=TrainConfig(steps=FLAGS.steps,
-                          batch_size=None if FLAGS.batch_size == -1 else FLAGS.batch_size,
-                          loss=FLAGS.loss, eval_every=FLAGS.eval_every, log_eval=FLAGS.log_eval,
-                          checkpoint_every=FLAGS.checkpoint_every,
-                          keep_checkpoints=FLAGS.keep_checkpoints),
-        sweep=SweepConfig(seeds=seeds,
-                          split_seeds=(cli.parse_ints(FLAGS.split_seeds, "split_seeds")
-                                       if FLAGS.split_seeds else None),
-                          fractions=cli.parse_floats(FLAGS.fractions, "fractions"),
-                          weight_decays=cli.parse_floats(FLAGS.weight_decays, "weight_decays"),
-                          lrs=cli.parse_floats(FLAGS.lrs, "lrs"),
-                          init_scales=cli.parse_floats(FLAGS.init_scales, "init_scales")))
+    return tuple(range(FLAGS.seeds))
+
+
+def _floats(name):
+    return lambda v: cli.parse_floats(v, name)
+
+
+#: flag -> (config section, field, conversion of the flag value)
+FLAG_FIELDS = {
+    "op": ("task", "op", None), "p": ("task", "p", None),
+    "label_noise": ("task", "label_noise", None),
+    "fractions": ("sweep", "fractions", _floats("fractions")),
+    "seeds": ("sweep", "seeds", _seeds), "seed_list": ("sweep", "seeds", _seeds),
+    "split_seeds": ("sweep", "split_seeds",
+                    lambda v: cli.parse_ints(v, "split_seeds") if v else None),
+    "weight_decays": ("sweep", "weight_decays", _floats("weight_decays")),
+    "lrs": ("sweep", "lrs", _floats("lrs")),
+    "init_scales": ("sweep", "init_scales", _floats("init_scales")),
+    "model": ("model", "kind", None), "n_layers": ("model", "n_layers", None),
+    "d_model": ("model", "d_model", None), "n_heads": ("model", "n_heads", None),
+    "d_ff": ("model", "d_ff", lambda v: v or None),
+    "mlp_width": ("model", "mlp_width", None), "mlp_depth": ("model", "mlp_depth", None),
+    "mlp_activation": ("model", "mlp_activation", None),
+    "mlp_input": ("model", "mlp_input", None),
+    "optimizer": ("optim", "name", None), "b1": ("optim", "b1", None),
+    "b2": ("optim", "b2", None), "eps": ("optim", "eps", None),
+    "warmup_steps": ("optim", "warmup_steps", None), "schedule": ("optim", "schedule", None),
+    "decay_to_init": ("optim", "decay_to_init", None),
+    "steps": ("train", "steps", None),
+    "batch_size": ("train", "batch_size", lambda v: None if v == -1 else v),
+    "loss": ("train", "loss", None), "eval_every": ("train", "eval_every", None),
+    "log_eval": ("train", "log_eval", None),
+    "checkpoint_every": ("train", "checkpoint_every", None),
+    "keep_checkpoints": ("train", "keep_checkpoints", None),
+}
+
+
+def config_from_flags() -> ExperimentConfig:
+    """The `--preset` config (default: `power`, the paper's), with every flag that is given on
+    the command line applied on top; flags left out keep the preset's values."""
+    from jgrok import presets
+
+    cfg = presets.get(FLAGS.preset)
+    given = {name for name in FLAG_FIELDS if FLAGS[name].present}
+    if FLAGS["seed_list"].present:
+        given.discard("seeds")
+    changes: dict = {}
+    for name in sorted(given):
+        section, field, convert = FLAG_FIELDS[name]
+        value = FLAGS[name].value
+        changes.setdefault(section, {})[field] = convert(value) if convert else value
+    cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **kw)
+                                      for section, kw in changes.items()})
     cfg.validate()
     return cfg

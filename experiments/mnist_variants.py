@@ -130,19 +130,21 @@ def write_tables(df, wall, out: str, steps: int, title: str, keys, extra_md: str
     mio.write_csv(summary, os.path.join(out, "summary.csv"))
     parts = [f"# {title}\n", "## Summary (mean over seeds; val_settle_step: median step at "
              "which val accuracy first comes within 0.01 of its final value)\n",
-             plots_norm.markdown(summary), extra_md]
+             mio.markdown_table(summary, missing="-") + "\n", extra_md]
     table_steps = list(range(0, steps + 1, FLAGS.table_every))
     for k, g in df.groupby(keys, sort=False):
         k = k if isinstance(k, tuple) else (k,)
         label = ", ".join(f"{a}={plots_norm._fmt(b)}" for a, b in zip(keys, k))
         parts.append(f"\n## {label} (mean over {g['run'].nunique()} run(s))\n")
-        parts.append(plots_norm.markdown(plots_norm.checkpoint_table(g, table_steps)))
+        parts.append(mio.markdown_table(plots_norm.checkpoint_table(g, table_steps),
+                                        missing="-") + "\n")
     text = "\n".join(parts)
-    mio.atomic_write(os.path.join(out, "tables.md"), lambda tmp: open(tmp, "w").write(text))
+    mio.write_text(text, os.path.join(out, "tables.md"))
     return summary, text
 
 
 def part_variants(name: str, dataset, out: str, log):
+    from jgrok import metrics as mio
     from jgrok import plots_norm
 
     chosen = {v: VARIANTS[v] for v in FLAGS.variants}
@@ -153,7 +155,7 @@ def part_variants(name: str, dataset, out: str, log):
     plots_norm.plot_acc_norm(df, os.path.join(out, "acc_norm"), panel_keys=["variant"],
                              title=f"{dataset.name}, alpha={FLAGS.alpha:g}: median over "
                                    f"{FLAGS.seeds} seed(s)")
-    log(plots_norm.markdown(summary))
+    log(mio.markdown_table(summary, missing="-") + "\n")
 
 
 def part_control(mnist_dir: str, out: str, log):
@@ -178,13 +180,11 @@ def part_control(mnist_dir: str, out: str, log):
     th = PhaseThresholds(fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc)
     phases = classify_table(df, th)
     cols = ["task", "variant", "init_scale", "seed", "phase", "fit_step", "gen_step", "delay",
-            "delay_ratio", "val_acc_at_fit", "final_train_acc", "final_val_acc"]
+            "delay_ratio", "val_acc_at_fit", "plateau", "final_train_acc", "final_val_acc"]
     phases = phases[cols]
     mio.write_csv(phases, os.path.join(out, "phases.csv"))
-    md = (f"\n## Phase classification (fit: train acc >= {th.fit_acc}, gen: val acc >= "
-          f"{th.gen_acc}; delay = gen_step - fit_step; grokking needs gen_step >= "
-          f"{th.grok_factor:g} x fit_step and val acc < {th.plateau_val_acc} after fitting)\n\n"
-          + plots_norm.markdown(phases))
+    md = (f"\n## Phase classification ({th.describe()}; delay = gen_step - fit_step)\n\n"
+          + mio.markdown_table(phases, missing="-") + "\n")
     write_tables(df, wall, out, FLAGS.control_steps,
                  "Control: linear output + MSE + large alpha on easily generalizable tasks",
                  ["task", "variant", "init_scale"], extra_md=md)

@@ -155,7 +155,7 @@ def main(argv):
     summary = plots_norm.summary_table(df, keys)
     summary["wall_s_variant"] = summary["variant"].map(wall).round(0)
     mio.write_csv(summary, os.path.join(out, "summary.csv"))
-    md = plots_norm.markdown(summary)
+    md = mio.markdown_table(summary, missing="-") + "\n"
     mio.atomic_write(os.path.join(out, "summary.md"),
                      lambda tmp: open(tmp, "w").write(md))
     plots_norm.plot_acc_norm(df, os.path.join(out, "acc_norm"),

@@ -1,11 +1,13 @@
-"""Which operations generalize within the budget? One vmapped sweep per operation at fixed
-training fraction(s), then a table of phases per operation.
+"""Which operations generalize at which training fraction? One vmapped, resumable sweep per
+operation, then the thesis's Figure 4.2 form: a heatmap of the phase per (operation, training
+fraction), mixed cells split by their seeds' phases.
 
-    python experiments/op_survey.py --ops=add,sub,mul,div,x3_plus_xy,div_odd_sub_even,\
-group:dihedral_d10 --p=23 --fractions=0.5 --seeds=3 --out=runs/ops
+    python experiments/op_survey.py --preset=cpu_grok --ops=add,sub,mul,div,x2_plus_y2,\
+x3_plus_xy,div_odd_sub_even,group:dihedral_d10 --fractions=0.3:0.9:7 --seeds=3 --out=runs/ops
 
-Writes <out>/<op>/ (a full run directory per operation, as phase_diagram.py), and
-<out>/op_phases.csv and <out>/op_phases.md (one row per operation and fraction).
+Writes <out>/<op>/ (a full run directory per operation, as phase_diagram.py), <out>/op_cells.csv
+(one row per operation and fraction), <out>/op_phases.md and <out>/op_phase_diagram.png/.pdf.
+`--analysis_only` redoes the tables and figures from the metrics.csv files already in <out>.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from jgrok.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_list("ops", ["add", "sub", "mul", "div", "x3_plus_xy", "div_odd_sub_even",
                           "group:dihedral_d10"], "operations to survey")
+flags.DEFINE_bool("analysis_only", False, "train nothing: redo the tables and figures from the "
+                  "metrics.csv of each operation already in --out")
+
+
+def op_dir(out: str, op: str) -> str:
+    return os.path.join(out, op.replace("group:", "group_").replace("/", "_"))
 
 
 def main(argv):
@@ -41,31 +49,40 @@ def main(argv):
     import pandas as pd
 
     from jgrok import metrics, plots, rundir
+    from jgrok.analysis.phases import PhaseThresholds, aggregate_cells
 
-    rows = []
+    frames, walls = [], {}
     for op, task in tasks.items():
-        cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, op=op))
-        out = os.path.join(FLAGS.out, op.replace("group:", "group_").replace("/", "_"))
+        out = op_dir(FLAGS.out, op)
         t0 = time.perf_counter()
-        df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
-                              extra_config=dict(task_name=task.name))
+        if FLAGS.analysis_only:
+            df = metrics.read_metrics(os.path.join(out, "metrics.csv"))
+        else:
+            cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, op=op))
+            df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
+                                  extra_config=dict(task_name=task.name))
         plots.write_all_figures(df, out)
+        walls[op] = time.perf_counter() - t0
         ph = pd.read_csv(os.path.join(out, "phases.csv"))
-        wall = time.perf_counter() - t0
-        for frac, g in ph.groupby("fraction"):
-            counts = g.phase.value_counts()
-            rows.append(dict(op=op, task=task.name, equations=len(task.targets), fraction=frac,
-                             seeds=len(g), majority_phase=counts.idxmax(),
-                             phases=", ".join(f"{k} {v}" for k, v in counts.items()),
-                             median_fit_step=g.fit_step.median(),
-                             median_gen_step=g.gen_step.median(),
-                             final_val_acc_median=round(g.final_val_acc.median(), 4),
-                             wall_s=round(wall, 1)))
-        print(f"{op}: {rows[-1]['phases']}  ({wall:.0f}s)", flush=True)
-    table = pd.DataFrame(rows)
-    metrics.write_csv(table, os.path.join(FLAGS.out, "op_phases.csv"))
-    md = metrics.markdown_table(table.drop(columns=["task"]))
+        ph.insert(1, "op", op)
+        frames.append(ph)
+        print(f"{op}: {' '.join(ph.phase.value_counts().index)} ({walls[op]:.0f}s)", flush=True)
+    runs = pd.concat(frames, ignore_index=True)
+    cells = aggregate_cells(runs.drop(columns=["run"]))
+    order = {op: i for i, op in enumerate(tasks)}
+    cells = cells.sort_values(["op", "fraction"], key=lambda c: c.map(order) if c.name == "op"
+                              else c, kind="stable").reset_index(drop=True)
+    metrics.write_csv(cells, os.path.join(FLAGS.out, "op_cells.csv"))
+    keep = [c for c in ("op", "fraction", "weight_decay", "lr", "init_scale") if c in cells
+            and (c in ("op", "fraction") or cells[c].nunique() > 1)]
+    table = cells[keep + ["n_seeds", "cell_phase", "counts", "fit_step_median",
+                          "gen_step_median", "final_val_acc_median"]]
+    md = (f"Phase per operation and training fraction ({PhaseThresholds().describe()}). "
+          f"Letters: X confusion, M memorization, G grokking, S slow rise, C comprehension.\n\n"
+          + metrics.markdown_table(table))
     metrics.write_text(md + "\n", os.path.join(FLAGS.out, "op_phases.md"))
+    plots.plot_phase_diagram(cells, os.path.join(FLAGS.out, "op_phase_diagram"),
+                             note="rule: plateau")
     print(md)
 
 

@@ -17,9 +17,13 @@ from jgrok.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", "", "run directory holding metrics.csv")
-flags.DEFINE_float("fit_acc", 0.99, "train accuracy that counts as fitted")
-flags.DEFINE_float("gen_acc", 0.99, "validation accuracy that counts as generalized")
-flags.DEFINE_float("grok_factor", 10.0, "generalization step / fit step above which it is grokking")
+flags.DEFINE_enum("rule", "plateau", ["plateau", "liu"], "phase rule (jgrok.analysis.phases)")
+flags.DEFINE_float("fit_acc", 0.99, "plateau rule: train accuracy that counts as fitted")
+flags.DEFINE_float("gen_acc", 0.99, "plateau rule: validation accuracy that counts as generalized")
+flags.DEFINE_float("plateau_factor", 5.0, "plateau rule: val acc stays below half-way until "
+                   "this many times the fit step")
+flags.DEFINE_float("delay_factor", 10.0, "plateau rule: grokking generalizes at >= this many "
+                   "times the fit step")
 
 
 def main(argv):
@@ -31,8 +35,8 @@ def main(argv):
     from jgrok.analysis.phases import PhaseThresholds
 
     df = metrics.read_metrics(os.path.join(FLAGS.run, "metrics.csv"))
-    th = PhaseThresholds(fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc,
-                         grok_factor=FLAGS.grok_factor)
+    th = PhaseThresholds(rule=FLAGS.rule, fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc,
+                         plateau_factor=FLAGS.plateau_factor, delay_factor=FLAGS.delay_factor)
     paths = plots.write_all_figures(df, FLAGS.run, thresholds=th)
     print(f"{len(df)} metric rows, {df.run.nunique()} runs, last step {df.step.max()}")
     for p in paths:

@@ -43,8 +43,10 @@ class RunBytes:
     shared: int
 
 
-def _tree_bytes(tree) -> int:
-    return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+def tree_bytes(tree) -> int:
+    """Bytes of the array leaves of `tree` (arrays or ShapeDtypeStructs; other leaves: 0)."""
+    return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
+               if hasattr(x, "shape") and hasattr(x, "dtype"))
 
 
 def _abstract(x):
@@ -63,9 +65,9 @@ def measure_run_bytes(problem: train.Problem, inputs, targets, one_run_data,
                            seed, seed, scalar, scalar, scalar)
     data = jax.tree.map(_abstract, one_run_data)
     inp, tgt = _abstract(inputs), _abstract(targets)
-    shared = _tree_bytes(inp) + _tree_bytes(tgt)
+    shared = tree_bytes(inp) + tree_bytes(tgt)
     if not with_temp:
-        return RunBytes(state=_tree_bytes(state) + _tree_bytes(data), temp=0, shared=shared)
+        return RunBytes(state=tree_bytes(state) + tree_bytes(data), temp=0, shared=shared)
     adv = jax.jit(functools.partial(train.train_steps, problem)).lower(
         inp, state, data, jax.ShapeDtypeStruct((), jnp.int32)).compile()
     ev = jax.jit(functools.partial(train.evaluate, problem)).lower(
@@ -74,7 +76,7 @@ def measure_run_bytes(problem: train.Problem, inputs, targets, one_run_data,
     for compiled in (adv, ev):
         stats = compiled.memory_analysis()
         temps.append(int(getattr(stats, "temp_size_in_bytes", 0) or 0) if stats else 0)
-    return RunBytes(state=_tree_bytes(state) + _tree_bytes(data), temp=max(temps),
+    return RunBytes(state=tree_bytes(state) + tree_bytes(data), temp=max(temps),
                     shared=shared)
 
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from jgrok.errors import ConfigError
@@ -74,11 +75,17 @@ def versions() -> dict:
                 backend=jax.default_backend(), devices=[str(d) for d in jax.devices()])
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
-    """A GitHub-flavoured Markdown table of `df` (no extra dependency)."""
+def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4g}", missing: str = "–") -> str:
+    """A GitHub-flavoured Markdown table of `df` (no extra dependency). NaN shows as `missing`,
+    whole numbers >= 1 in full (a step count of 20000 as 20000, not 2e+04), other floats with
+    `floatfmt`. No trailing newline."""
     def cell(v):
-        if isinstance(v, float):
-            return "–" if v != v else floatfmt.format(v)
+        if isinstance(v, (float, np.floating)):
+            if v != v:
+                return missing
+            if float(v).is_integer() and abs(v) >= 1:
+                return str(int(v))
+            return floatfmt.format(float(v))
         return str(v)
 
     cols = [str(c) for c in df.columns]

@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from jgrok.analysis.phases import (PHASES, SEED_COLUMNS, PhaseThresholds, aggregate_cells,
-                                   cell_columns, classify_table, coordinate_columns)
+from jgrok.analysis.phases import (CELL_RESULT_COLUMNS, PHASE_LETTERS, PHASES, SEED_COLUMNS,
+                                   PhaseThresholds, aggregate_cells, cell_columns,
+                                   classify_table, coordinate_columns)
 from jgrok.analysis.phases import first_step_reaching
 from jgrok.analysis.spikes import Spike, detect_spikes, spikes_table
 from jgrok.errors import ConfigError
@@ -31,7 +32,7 @@ from jgrok.errors import ConfigError
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
              "#000000")
 PHASE_COLORS = {"confusion": "#999999", "memorization": "#D55E00", "grokking": "#E69F00",
-                "comprehension": "#009E73"}
+                "slow_rise": "#56B4E9", "comprehension": "#009E73"}
 _MAX_LINES = 8
 _MAX_PANELS = 16
 _RC = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7,
@@ -60,7 +61,9 @@ def _atomic_write(write, final: str, suffix: str) -> None:
         raise
 
 
-def _save(fig: Figure, path) -> list[str]:
+def save_figure(fig: Figure, path, rc: Optional[dict] = None) -> list[str]:
+    """Write `fig` as ``<stem>.png`` and ``<stem>.pdf`` (each atomically) and return the two
+    paths; `rc`: matplotlib settings in force while saving."""
     stem = _stem(path)
     FigureCanvasAgg(fig)
     out = []
@@ -68,12 +71,16 @@ def _save(fig: Figure, path) -> list[str]:
 
     for ext in ("png", "pdf"):
         final = f"{stem}.{ext}"
-        with matplotlib.rc_context(_RC):
+        with matplotlib.rc_context(rc or {}):
             _atomic_write(lambda tmp: fig.savefig(tmp, format=ext, dpi=150), final, "." + ext)
         out.append(final)
         # the layout computed for the PNG holds for the PDF (same size, point-sized text)
         fig.set_layout_engine("none")
     return out
+
+
+def _save(fig: Figure, path) -> list[str]:
+    return save_figure(fig, path, _RC)
 
 
 def write_csv_atomic(df: pd.DataFrame, path) -> str:
@@ -344,12 +351,7 @@ def plot_loss_grid(df: pd.DataFrame, path) -> list[str]:
 
 # ---------------------------------------------------------------------------- cell plots
 def _cell_coords(cells: pd.DataFrame) -> list[str]:
-    from jgrok.analysis.phases import SHAPE_NAMES
-
-    result = {"n_seeds", "majority_phase", "agreement", "n_majority", "n_generalized",
-              "gen_step_median", "gen_step_q25", "gen_step_q75", "fit_step_median",
-              "delay_median", "delay_ratio_median", *(f"frac_{p}" for p in PHASES),
-              *(f"frac_{s}" for s in SHAPE_NAMES)}
+    result = set(CELL_RESULT_COLUMNS) | {"n_majority"}
     return [c for c in cells.columns if c not in result and c not in SEED_COLUMNS]
 
 
@@ -363,33 +365,61 @@ def _axes_keys(cells: pd.DataFrame):
     return x, y, facets
 
 
-def plot_phase_diagram(cells: pd.DataFrame, path) -> list[str]:
+def _cell_phase_counts(r: pd.Series) -> list[tuple[str, int]]:
+    """(phase, runs) of one cell row, in PHASES order, phases with no run left out."""
+    if all(f"n_{p}" in r for p in PHASES):
+        return [(p, int(r[f"n_{p}"])) for p in PHASES if int(r[f"n_{p}"]) > 0]
+    n = int(r["n_seeds"])
+    return [(p, int(round(float(r[f"frac_{p}"]) * n))) for p in PHASES
+            if f"frac_{p}" in r and float(r[f"frac_{p}"]) > 0]
+
+
+def plot_phase_diagram(cells: pd.DataFrame, path, note: str = "") -> list[str]:
     """Phase diagram: training fraction on x, a second swept coordinate (``weight_decay``, else
     ``lr``, else another) on y when one varies (else a one-row strip); further varying
-    coordinates give one panel each. Cell colour = majority phase, opacity = seed agreement,
-    text = ``n_majority/n_seeds``."""
-    _require_cols(cells, ("majority_phase", "agreement", "n_seeds"), "cell table")
+    coordinates give one panel each.
+
+    A cell whose runs all agree is filled with that phase's colour and labelled ``n/n``. A cell
+    whose runs disagree is *mixed*: split into vertical stripes, one per phase, as wide as its
+    share of the runs, and labelled with the counts (``2G 2M``); it is never coloured as one
+    phase. Below the counts, ``v`` is the median final validation accuracy of the cell, so
+    near-misses (memorization at 0.97) are visible. ``note`` (e.g. the rule) goes under the
+    legend."""
+    _require_cols(cells, ("n_seeds",), "cell table")
     x, y, facets = _axes_keys(cells)
     panels = _groups(cells, facets)[:_MAX_PANELS]
     xs = sorted(cells[x].dropna().unique()) if x else [None]
     ys = sorted(cells[y].dropna().unique()) if y else [None]
-    w = min(0.55 * len(xs) + 1.6, 9.0)
-    h = min(0.45 * len(ys) + 1.3, 7.0)
+    w = min(0.62 * len(xs) + 2.2, 11.0)
+    h = min(0.55 * len(ys) + 1.4, 8.0)
     fig, axes = _new_figure(len(panels), (w, h), ncols=min(len(panels), 3))
+    small = len(xs) > 9
     for ax, (fkey, sub) in zip(axes, panels):
         for _, r in sub.iterrows():
             if (x and pd.isna(r[x])) or (y and pd.isna(r[y])):
                 continue
             i = xs.index(r[x]) if x else 0
             j = ys.index(r[y]) if y else 0
-            phase = r["majority_phase"]
-            agree = float(r["agreement"]) if np.isfinite(r["agreement"]) else 0.0
-            ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1,
-                                   facecolor=PHASE_COLORS.get(phase, "white"),
-                                   alpha=0.3 + 0.7 * agree, edgecolor="white", lw=1.0))
-            nm = r["n_majority"] if "n_majority" in r else round(agree * r["n_seeds"])
-            ax.text(i, j, f"{int(nm)}/{int(r['n_seeds'])}", ha="center", va="center",
-                    fontsize=6 if len(xs) > 10 else 7, color="black")
+            parts = _cell_phase_counts(r)
+            n = max(sum(k for _, k in parts), 1)
+            left = i - 0.5
+            for phase, k in parts:
+                ax.add_patch(Rectangle((left, j - 0.5), k / n, 1,
+                                       facecolor=PHASE_COLORS.get(phase, "white"),
+                                       edgecolor="none", lw=0))
+                left += k / n
+            mixed = len(parts) > 1
+            ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, facecolor="none",
+                                   edgecolor="black" if mixed else "white",
+                                   lw=1.2 if mixed else 1.0, hatch="//" if mixed else None))
+            label = " ".join(f"{k}{PHASE_LETTERS.get(p, p)}" for p, k in
+                             sorted(parts, key=lambda t: -t[1])) if mixed else f"{n}/{n}"
+            v = r.get("final_val_acc_median", np.nan)
+            if v is not None and np.isfinite(v):
+                label += f"\nv {v:.2f}"
+            ax.text(i, j, label, ha="center", va="center", fontsize=5.5 if small else 6.5,
+                    color="black", bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none",
+                                             alpha=0.75) if mixed else None)
         ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_ylim(-0.5, len(ys) - 0.5)
         ax.set_xticks(range(len(xs)))
@@ -398,16 +428,23 @@ def plot_phase_diagram(cells: pd.DataFrame, path) -> list[str]:
         ax.set_yticks(range(len(ys)))
         if y:
             ax.set_yticklabels([_fmt(v) for v in ys])
-            ax.set_ylabel({"weight_decay": "weight decay", "lr": "learning rate"}.get(y, y))
+            ax.set_ylabel({"weight_decay": "weight decay", "lr": "learning rate",
+                           "op": "operation"}.get(y, y))
         else:
             ax.set_yticklabels([])
             ax.tick_params(axis="y", length=0)
         if facets:
             ax.set_title(_label(facets, fkey))
         _style(ax)
-    handles = [Patch(facecolor=PHASE_COLORS[p], label=p) for p in PHASES]
-    fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=7,
-               title="majority phase\n(opacity: seed agreement)", title_fontsize=7)
+    handles = [Patch(facecolor=PHASE_COLORS[p], label=f"{PHASE_LETTERS[p]}  {p}")
+               for p in PHASES]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                         label="mixed (stripes:\nshare of seeds)"))
+    title = "phase of the runs\nn/n: all seeds agree\nv: median final val acc"
+    if note:
+        title += "\n" + note
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=6.5,
+               title=title, title_fontsize=6.5, alignment="left")
     return _save(fig, path)
 
 
@@ -483,7 +520,8 @@ def write_all_figures(df, out_dir, thresholds: PhaseThresholds = PhaseThresholds
     paths = [write_csv_atomic(runs, os.path.join(out_dir, "phases.csv")),
              write_csv_atomic(cells, os.path.join(out_dir, "cells.csv")),
              write_csv_atomic(spikes, os.path.join(out_dir, "spikes.csv"))]
-    paths += plot_phase_diagram(cells, os.path.join(fig_dir, "phase_diagram"))
+    paths += plot_phase_diagram(cells, os.path.join(fig_dir, "phase_diagram"),
+                                note=f"rule: {thresholds.rule}")
     paths += plot_steps_to_generalize(cells, os.path.join(fig_dir, "steps_to_generalize"))
     paths += plot_accuracy_curves(df, os.path.join(fig_dir, "accuracy_curves"))
     if "train_loss" in df.columns:

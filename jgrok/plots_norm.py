@@ -4,33 +4,26 @@ variant studies.
 `plot_acc_norm` draws, per panel (one per value of the panel keys, e.g. variant x alpha), train
 accuracy (dashed) and validation accuracy (solid) against the optimization step on a log axis,
 and the global L2 weight norm (dotted, right axis). Curves are medians over seeds. Figures are
-written as ``<stem>.png`` and ``<stem>.pdf``, each atomically (`jgrok.metrics.atomic_write`).
+written as ``<stem>.png`` and ``<stem>.pdf``, each atomically (`jgrok.plots.save_figure`).
 
 `summary_table` gives per group the final accuracies, the step at which validation accuracy
 first comes within ``tol`` of its final value and the weight norm at the start and the end;
-`checkpoint_table` the metrics at chosen steps; `markdown` renders a DataFrame as a Markdown table
-(no extra dependency).
+and `checkpoint_table` the metrics at chosen steps (render them with
+`jgrok.metrics.markdown_table`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from jgrok.errors import ConfigError
-from jgrok.metrics import atomic_write
 
 _COLORS = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")
 _NORM_COLOR = "#555555"
-
-
-def _stem(path) -> str:
-    root, ext = os.path.splitext(os.fspath(path))
-    return root if ext.lower() in (".png", ".pdf") else os.fspath(path)
 
 
 def _require(df: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -67,9 +60,10 @@ def plot_acc_norm(df: pd.DataFrame, path, panel_keys: Sequence[str] = ("variant"
     """Train/val accuracy (left axis) and weight norm (right axis, dotted) vs log step, one
     panel per combination of ``panel_keys``, one colour per combination of ``line_keys``
     (median over the remaining runs). Returns the PNG and PDF paths."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+
+    from jgrok.plots import save_figure
 
     _require(df, ("run", "step", "train_acc", "val_acc", "param_norm"))
     if df.empty:
@@ -115,14 +109,7 @@ def plot_acc_norm(df: pd.DataFrame, path, panel_keys: Sequence[str] = ("variant"
                frameon=False, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    FigureCanvasAgg(fig)
-    stem = _stem(path)
-    out = []
-    for ext in ("png", "pdf"):
-        final = f"{stem}.{ext}"
-        atomic_write(final, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150))
-        out.append(final)
-    return out
+    return save_figure(fig, path)
 
 
 def first_step_within(steps, values, tol: float = 0.01) -> float:
@@ -170,21 +157,3 @@ def checkpoint_table(df: pd.DataFrame, steps: Sequence[int],
     _require(df, ("step", *metrics))
     sub = df[df["step"].isin(list(steps))]
     return sub.groupby("step", sort=True)[list(metrics)].mean().reset_index()
-
-
-def markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table of ``df``."""
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            if math.isnan(v):
-                return "-"
-            if float(v).is_integer() and abs(v) >= 1:
-                return str(int(v))
-            return format(float(v), floatfmt)
-        return str(v)
-
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"

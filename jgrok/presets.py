@@ -1,4 +1,15 @@
-"""Ready-made configurations of two papers whose grokking mechanism is understood.
+"""Named, ready-made configurations: the one place where presets live.
+
+:func:`get` returns a preset by name (:data:`PRESETS`); ``experiments/phase_diagram.py
+--preset=NAME`` starts from it, and every flag given on the command line overrides it.
+
+* ``power`` -- Power et al. (2022): the 2-layer transformer, p = 97, AdamW lr 1e-3, wd 1,
+  1e5 steps, fractions 0.1 ... 0.9. The default of the entry points.
+* ``thesis`` -- the replication thesis (``shared/reference/thesis_facts.md``): openai/grok's
+  defaults with weight decay 0.01 and a budget of 2e6 steps (log-spaced evaluations).
+* ``cpu_grok`` -- :func:`cpu_grok_preset`, a phase diagram with a grokking band that a 2-core
+  CPU trains in minutes.
+* ``nanda``, ``gromov`` -- the two papers below, whose grokking mechanism is understood.
 
 * :func:`nanda_preset` -- Nanda et al. (2023), "Progress measures for grokking via mechanistic
   interpretability": a 1-layer ReLU transformer without LayerNorm learns ``(x + y) mod 113``
@@ -27,7 +38,29 @@ from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfi
                           TrainConfig)
 from jgrok.errors import ConfigError
 
-__all__ = ["nanda_preset", "gromov_preset", "GROMOV_VARIANTS"]
+__all__ = ["nanda_preset", "gromov_preset", "power_preset", "thesis_preset", "cpu_grok_preset",
+           "GROMOV_VARIANTS", "PRESETS", "get"]
+
+#: Power et al.'s nine training fractions 0.1, 0.2, ..., 0.9
+PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def power_preset() -> ExperimentConfig:
+    """Power et al. (2022): the configuration dataclasses' defaults (2-layer post-LayerNorm
+    transformer, d_model 128, 4 heads, p = 97, AdamW lr 1e-3, betas (0.9, 0.98), weight decay 1,
+    10 warm-up steps, batch min(512, N_train / 2), 1e5 steps) over fractions 0.1 ... 0.9."""
+    return ExperimentConfig(sweep=SweepConfig(fractions=PAPER_FRACTIONS))
+
+
+def thesis_preset() -> ExperimentConfig:
+    """The replication thesis: openai/grok's defaults (the paper's transformer and optimizer,
+    batch 512, p = 97) with weight decay 0.01, which the thesis names its most crucial setting,
+    and its largest budget, 2e6 steps. Evaluations are log-spaced (400 points), checkpoints every
+    5e4 steps. Only a GPU or TPU trains this in reasonable time (BUILD.md gives a projection)."""
+    return ExperimentConfig(
+        train=TrainConfig(steps=2_000_000, log_eval=400, checkpoint_every=50_000),
+        sweep=SweepConfig(fractions=PAPER_FRACTIONS, weight_decays=(0.01,)))
+
 
 
 def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0,),
@@ -102,3 +135,49 @@ def gromov_preset(steps: int = 5_000, p: int = 97, seeds: Sequence[int] = (0,),
                           checkpoint_every=max(steps, 1)),
         sweep=SweepConfig(seeds=tuple(int(s) for s in seeds), fractions=(float(fraction),),
                           weight_decays=(wd,), lrs=(float(lr),)))
+
+
+
+def cpu_grok_preset(op: str = "x2_plus_y2", p: int = 31, alpha: float = 16.0,
+                    steps: int = 6_000, seeds: Sequence[int] = (0, 1, 2, 3),
+                    fractions: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+                    ) -> ExperimentConfig:
+    """A phase diagram with a grokking band that a 2-core CPU trains in minutes.
+
+    An MLP on learned operand embeddings (Liu et al.'s and Omnigrok's algorithmic model):
+    ``x`` and ``y`` are embedded (64 dimensions each), concatenated, one ReLU layer of 256 units,
+    a linear read-out; full-batch AdamW (lr 1e-3, betas (0.9, 0.98), weight decay 1, 10 warm-up
+    steps), cross-entropy. Every initial parameter is multiplied by ``alpha`` (Omnigrok's init
+    scale): the network memorizes its training set at the large initial weight norm, validation
+    accuracy stays flat while weight decay shrinks the norm (about ``ln(alpha) / (lr * wd)``
+    steps), then jumps. The search that chose these numbers is in
+    ``results/x2_plus_y2_cpu/README.md``.
+    """
+    if steps < 1:
+        raise ConfigError(f"steps={steps} must be >= 1")
+    return ExperimentConfig(
+        task=TaskConfig(op=op, p=p),
+        model=ModelConfig(kind="mlp", d_model=64, mlp_width=256, mlp_depth=1,
+                          mlp_activation="relu", mlp_input="embed"),
+        optim=OptimConfig(name="adamw", b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10),
+        train=TrainConfig(steps=steps, batch_size=0, loss="ce", log_eval=100,
+                          checkpoint_every=2_000),
+        sweep=SweepConfig(seeds=tuple(int(s) for s in seeds),
+                          fractions=tuple(float(f) for f in fractions),
+                          weight_decays=(1.0,), lrs=(1e-3,), init_scales=(float(alpha),)))
+
+PRESETS = {
+    "power": power_preset,
+    "thesis": thesis_preset,
+    "cpu_grok": lambda: cpu_grok_preset(),
+    "nanda": lambda: nanda_preset(),
+    "gromov": lambda: gromov_preset(),
+}
+"""Preset name -> function returning its :class:`ExperimentConfig`."""
+
+
+def get(name: str) -> ExperimentConfig:
+    """The preset called ``name`` (one of :data:`PRESETS`); a `ConfigError` names the known ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -21,7 +21,6 @@ See docs/reliability.md for what survives what.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -37,6 +36,7 @@ from jgrok.checkpoint import Checkpoints
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset
 from jgrok.errors import ConfigError
+from jgrok.memory import tree_bytes
 
 #: settings that may change between a sweep and its resumption
 RESUMABLE_CHANGES = ("train.checkpoint_every", "train.keep_checkpoints")
@@ -66,11 +66,6 @@ CHECKPOINT_OVERHEAD_BYTES = 256 * 1024
 CHECKPOINT_SLACK = 1.1
 
 
-def _tree_bytes(tree) -> int:
-    return sum(int(math.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree)
-               if hasattr(x, "shape") and hasattr(x, "dtype"))
-
-
 def _used_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -98,7 +93,7 @@ def check_disk(run_dir: str | os.PathLike, state, keep: int, free_bytes: Optiona
     overrides `shutil.disk_usage` (for tests). Returns the estimated bytes still needed.
     """
     run_dir = Path(run_dir)
-    ckpt = int(_tree_bytes(state) * CHECKPOINT_SLACK) + CHECKPOINT_OVERHEAD_BYTES
+    ckpt = int(tree_bytes(state) * CHECKPOINT_SLACK) + CHECKPOINT_OVERHEAD_BYTES
     table = 2 * METRICS_ROW_BYTES * int(metrics_rows)
     used = (_used_bytes(run_dir / "checkpoints") if (run_dir / "checkpoints").exists() else 0) \
         + (_used_bytes(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else 0)

@@ -93,10 +93,12 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
            min(EVAL_CHUNK, dataset.size), tuple(mesh.devices.flat),
            tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
-    chunk = default_run_chunk(mesh.devices.flat) if run_chunk is None else int(run_chunk)
-    chunk = _plan_chunk(key, chunk, mesh, n_padded // n_dev, dataset,
+    preferred = default_run_chunk(mesh.devices.flat) if run_chunk is None else int(run_chunk)
+    compiled = _compiled(*key, preferred)
+    chunk = _plan_chunk(compiled[0], preferred, mesh, n_padded // n_dev, dataset,
                         {k: v[0] for k, v in stacked.items()}, memory_limit)
-    problem, init, advance_fn, evaluate_fn = _compiled(*key, chunk)
+    problem, init, advance_fn, evaluate_fn = (compiled if chunk == preferred
+                                              else _compiled(*key, chunk))
 
     runs = NamedSharding(mesh, P("runs"))
     repl = NamedSharding(mesh, P())
@@ -109,7 +111,7 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
                   init=init, advance=advance_fn, evaluate=evaluate_fn, run_chunk=chunk)
 
 
-def _plan_chunk(key, preferred: int, mesh: Mesh, n_local: int, dataset: Dataset, one_run: dict,
+def _plan_chunk(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int, dataset: Dataset, one_run: dict,
                 memory_limit: Optional[int]) -> int:
     """Runs per wave that the devices' memory allows (see `jgrok.memory`). On CPU without an
     explicit `memory_limit` only the states are checked against the host's available memory
@@ -126,13 +128,13 @@ def _plan_chunk(key, preferred: int, mesh: Mesh, n_local: int, dataset: Dataset,
     data_shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (dataset.inputs, dataset.targets))
     run_shapes = tuple(sorted((k, tuple(np.shape(v)), str(np.asarray(v).dtype))
                               for k, v in one_run.items()))
-    rb = _run_bytes(key, with_temp, data_shapes, run_shapes)
+    rb = _run_bytes(problem, with_temp, data_shapes, run_shapes)
     return memory.plan_wave(n_local, rb, int(limit), preferred)
 
 
 @functools.lru_cache(maxsize=32)
-def _run_bytes(key, with_temp: bool, data_shapes: tuple, run_shapes: tuple) -> memory.RunBytes:
-    problem = _compiled(*key)[0]
+def _run_bytes(problem: train.Problem, with_temp: bool, data_shapes: tuple,
+               run_shapes: tuple) -> memory.RunBytes:
     inputs, targets = (jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in data_shapes)
     one_run = train.RunData(**{k: jax.ShapeDtypeStruct(shape, dtype)
                                for k, shape, dtype in run_shapes})

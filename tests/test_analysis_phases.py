@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jgrok.analysis import (PHASES, PhaseThresholds, aggregate_cells, classify_run,
-                            classify_table, first_step_reaching)
+                            classify_table, first_step_reaching, liu_phase, phase_counts)
 from jgrok.errors import ConfigError
 
 STEPS = np.concatenate([[0.0], np.unique(np.round(np.logspace(0, 5, 160)))])
@@ -23,7 +24,13 @@ def train_curve(center=100.0, top=1.0):
     return 0.01 + (top - 0.01) * sig(center)
 
 
-# --- the four phases and the mixed shapes, each with a known answer -----------------------
+# --- the phases and the mixed shapes, each with a known answer ----------------------------
+def log_ramp(start, stop, lo, hi, steps=STEPS):
+    """lo at `start`, hi at `stop`, linear in log step between them."""
+    x = (np.log10(np.maximum(steps, 1.0)) - math.log10(start)) / math.log10(stop / start)
+    return lo + (hi - lo) * np.clip(x, 0, 1)
+
+
 def curves():
     tr = train_curve(100)
     return {
@@ -31,6 +38,10 @@ def curves():
         "memorization": (tr, 0.05 + 0.0 * STEPS),
         "grokking": (tr, 0.05 + 0.95 * sig(1e4)),
         "comprehension": (tr, 0.05 + 0.95 * sig(120)),
+        # a creep from chance at the fit to 1 by ~12x the fit: half-way at ~3.5x, no plateau
+        "creep": (tr, log_ramp(130, 1600, 0.05, 1.0)),
+        # commutative op: val sits at the commutation share 0.5 after fitting, then jumps
+        "commutation_plateau": (tr, 0.5 * sig(90) + 0.5 * sig(1e4)),
         "two_step": (tr, 0.05 + 0.45 * sig(1e3) + 0.5 * sig(3e4)),
         "high_base": (tr, 0.6 * sig(80) + 0.4 * sig(1e4)),
         "slow_rise": (tr, 0.05 + 0.4 * np.clip((np.log10(np.maximum(STEPS, 1)) - math.log10(200))
@@ -44,8 +55,11 @@ EXPECTED = {
     "memorization": ("memorization", False, False, False),
     "grokking": ("grokking", False, False, False),
     "comprehension": ("comprehension", False, False, False),
+    "creep": ("slow_rise", False, False, True),
+    "commutation_plateau": ("grokking", False, False, False),
     "two_step": ("grokking", True, False, False),
-    "high_base": ("comprehension", False, True, False),
+    "high_base": ("grokking", False, True, False),
+    # a rise that stays below half-way does not end the plateau
     "slow_rise": ("grokking", False, False, True),
 }
 
@@ -60,35 +74,40 @@ def test_phase_and_shape_known_answers(name):
         (two, high, slow)
 
 
-def test_steps_delay_and_flags():
+def test_steps_delay_and_plateau():
     c = curves()
     g = classify_run(STEPS, *c["grokking"])
     # train centre 100 -> 0.99 reached ~1.3x later; val centre 1e4 likewise
     assert 100 <= g.fit_step <= 200 and 1e4 <= g.gen_step <= 2e4
     assert g.delay == pytest.approx(g.gen_step - g.fit_step)
     assert g.delay_ratio == pytest.approx(g.gen_step / g.fit_step)
-    assert g.low_plateau and g.delayed
+    # half-way (0.525) is passed at the val curve's centre, 1e4
+    assert g.plateau and 8e3 <= g.plateau_end_step <= 1.1e4
     comp = classify_run(STEPS, *c["comprehension"])
-    assert comp.delay_ratio < 2 and not comp.delayed
-    hb = classify_run(STEPS, *c["high_base"])
-    assert hb.delayed and not hb.low_plateau and hb.val_acc_at_fit >= 0.5
+    assert comp.delay_ratio < 2
+    creep = classify_run(STEPS, *c["creep"])
+    assert not creep.plateau and creep.plateau_end_step < 5 * creep.fit_step
+    assert creep.delay_ratio >= 10  # late, yet not grokking: no plateau
+    cp = classify_run(STEPS, *c["commutation_plateau"])
+    assert 0.45 <= cp.val_acc_at_fit < 0.55 and cp.plateau
     conf = classify_run(STEPS, *c["confusion"])
     assert math.isnan(conf.fit_step) and math.isnan(conf.gen_step) and math.isnan(conf.delay)
     mem = classify_run(STEPS, *c["memorization"])
     assert not math.isnan(mem.fit_step) and math.isnan(mem.gen_step)
-    assert mem.final_val_acc == pytest.approx(0.05)
+    assert mem.final_val_acc == pytest.approx(0.05) and mem.plateau
+    assert math.isnan(mem.plateau_end_step)
 
 
 def test_thresholds_are_honoured():
     c = curves()
-    # grok_factor: a ~100x delay is not grokking when 1000x is required
-    assert classify_run(STEPS, *c["grokking"], PhaseThresholds(grok_factor=1000)).phase == \
-        "comprehension"
-    # plateau_val_acc: val at fit 0.3 -> low plateau only when the bar is above 0.3
-    va = 0.3 + 0.7 * sig(1e4)
-    assert classify_run(STEPS, train_curve(), va).phase == "grokking"
-    assert classify_run(STEPS, train_curve(), va,
-                        PhaseThresholds(plateau_val_acc=0.2)).phase == "comprehension"
+    # delay_factor: a ~100x delay is not grokking when 1000x is required -> slow rise
+    assert classify_run(STEPS, *c["grokking"], PhaseThresholds(delay_factor=1000)).phase == \
+        "slow_rise"
+    # plateau_factor: the creep passes half-way at ~3.5x the fit step
+    assert classify_run(STEPS, *c["creep"], PhaseThresholds(plateau_factor=3)).phase == \
+        "grokking"
+    assert classify_run(STEPS, *c["grokking"], PhaseThresholds(plateau_factor=200)).phase == \
+        "slow_rise"
     # fit_acc: a run stuck at 60% train accuracy fits when the bar is 0.5
     tr, v = c["confusion"]
     assert classify_run(STEPS, tr, v, PhaseThresholds(fit_acc=0.5)).phase == "memorization"
@@ -97,20 +116,70 @@ def test_thresholds_are_honoured():
     assert classify_run(STEPS, train_curve(), va).phase == "memorization"
     assert classify_run(STEPS, train_curve(), va, PhaseThresholds(gen_acc=0.75)).phase == \
         "grokking"
-    # comprehension_factor sets the delayed flag
-    va = 0.05 + 0.95 * sig(500)  # ~4x delay, low plateau -> not grokking at factor 10
-    r = classify_run(STEPS, train_curve(), va)
-    assert r.phase == "comprehension" and r.delayed
-    assert not classify_run(STEPS, train_curve(), va,
-                            PhaseThresholds(comprehension_factor=10)).delayed
-    assert classify_run(STEPS, train_curve(), va, PhaseThresholds(grok_factor=3)).phase == \
-        "grokking"
+    # comprehension_factor: a plateau then a jump at ~4x the fit is late but short of 10x
+    va = 0.05 + 0.95 * sig(500)
+    assert classify_run(STEPS, train_curve(), va).phase == "slow_rise"
+    assert classify_run(STEPS, train_curve(), va,
+                        PhaseThresholds(comprehension_factor=10)).phase == "comprehension"
+    assert classify_run(STEPS, train_curve(), va,
+                        PhaseThresholds(delay_factor=3, plateau_factor=3)).phase == "grokking"
     # shape parameters: a two-step plateau at 0.5 is outside [0.6, 0.9]
     assert not classify_run(STEPS, *c["two_step"], PhaseThresholds(mid_low=0.6)).shape.two_step
     assert not classify_run(STEPS, *c["high_base"],
                             PhaseThresholds(high_base=0.7)).shape.high_base_late_jump
     assert not classify_run(STEPS, *c["slow_rise"],
                             PhaseThresholds(slow_rise_min=0.5)).shape.slow_rise_then_jump
+    with pytest.raises(ConfigError, match="rule"):
+        PhaseThresholds(rule="power")
+    with pytest.raises(ConfigError):
+        PhaseThresholds(comprehension_factor=20)
+
+
+def test_liu_rule_on_curves():
+    liu = PhaseThresholds(rule="liu")
+    c = curves()
+    # 0.9 steps: train ~125, val ~1.2e4 for grokking; a gap of 1e3 steps is the boundary
+    assert classify_run(STEPS, *c["grokking"], liu).phase == "grokking"
+    assert classify_run(STEPS, *c["comprehension"], liu).phase == "comprehension"
+    assert classify_run(STEPS, *c["memorization"], liu).phase == "memorization"
+    assert classify_run(STEPS, *c["confusion"], liu).phase == "confusion"
+    # the creep reaches 0.9 at ~1200 steps, 1e3 after the fit: grokking by the absolute gap
+    r = classify_run(STEPS, *c["creep"], liu)
+    assert r.phase == "grokking" and r.delay >= 1e3
+    assert classify_run(STEPS, *c["creep"], PhaseThresholds(rule="liu", liu_gap=5e3)).phase \
+        == "comprehension"
+    # a run that stops at 95% train accuracy fits under Liu's 0.9 but not under 0.99
+    tr = train_curve(100, top=0.95)
+    assert classify_run(STEPS, tr, 0.05 + 0.0 * STEPS, liu).phase == "memorization"
+    assert classify_run(STEPS, tr, 0.05 + 0.0 * STEPS).phase == "confusion"
+
+
+GROKKING_SQUARED = os.path.join(os.path.dirname(__file__), "data", "grokking_squared")
+
+
+def test_liu_rule_reproduces_the_grokking_squared_phase_counts():
+    """The 11x11 (learning rate x weight decay) step grids of Liu et al.'s notebook, where
+    99999 (= budget - 1) means "never reached". Counts worked out by hand from the two files
+    (see tests/data/grokking_squared/README.md), one row of the grid at a time."""
+    train = np.loadtxt(os.path.join(GROKKING_SQUARED, "train_steps.txt"))
+    test = np.loadtxt(os.path.join(GROKKING_SQUARED, "test_steps.txt"))
+    assert train.shape == test.shape == (11, 11)
+    never = lambda a: np.where(a >= 99999, np.nan, a)  # noqa: E731
+    train, test = never(train), never(test)
+    grid = np.array([[liu_phase(a, b, 1e3) for a, b in zip(ra, rb)]
+                     for ra, rb in zip(train, test)])
+    counts = pd.Series(grid.ravel()).value_counts().to_dict()
+    assert counts == {"memorization": 49, "confusion": 39, "comprehension": 17, "grokking": 16}
+    # row by row: (comprehension, grokking, memorization, confusion)
+    by_row = [(4, 6, 1, 0), (5, 5, 1, 0), (6, 4, 1, 0), (2, 1, 8, 0), (0, 0, 9, 2),
+              (0, 0, 7, 4), (0, 0, 6, 5), (0, 0, 5, 6), (0, 0, 4, 7), (0, 0, 4, 7),
+              (0, 0, 3, 8)]
+    for row, expected in zip(grid, by_row):
+        got = tuple(int((row == p).sum()) for p in
+                    ("comprehension", "grokking", "memorization", "confusion"))
+        assert got == expected
+    # two cells read off the files: row 3 col 5 (969 -> 1400) and row 3 col 7 (2239 -> 19977)
+    assert grid[3, 5] == "comprehension" and grid[3, 7] == "grokking"
 
 
 def test_first_step_reaching():
@@ -129,18 +198,30 @@ def test_first_step_reaching():
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=40),
-       st.floats(1.5, 50))
-def test_every_run_gets_exactly_one_phase(pairs, grok_factor):
+       st.floats(2.0, 50), st.floats(1.0, 20), st.sampled_from(["plateau", "liu"]))
+def test_every_run_gets_exactly_one_phase(pairs, delay_factor, plateau_factor, rule):
     tr = np.maximum.accumulate(np.array([p[0] for p in pairs]))
     va = np.array([p[1] for p in pairs])
     steps = np.arange(len(pairs)) * 7
-    r = classify_run(steps, tr, va, PhaseThresholds(grok_factor=grok_factor))
+    t = PhaseThresholds(rule=rule, delay_factor=delay_factor, plateau_factor=plateau_factor)
+    r = classify_run(steps, tr, va, t)
     assert r.phase in PHASES
     assert (r.phase == "confusion") == bool(math.isnan(r.fit_step))
-    if r.phase in ("grokking", "comprehension"):
+    if r.phase in ("grokking", "slow_rise", "comprehension"):
         assert not math.isnan(r.gen_step)
+    if rule == "liu":
+        assert r.phase != "slow_rise"
+        if r.phase == "grokking":
+            assert r.delay >= 1e3
+        return
     if r.phase == "grokking":
-        assert r.delay_ratio >= grok_factor and r.low_plateau
+        assert r.delay_ratio >= delay_factor and r.plateau
+        assert math.isnan(r.plateau_end_step) or \
+            r.plateau_end_step >= plateau_factor * max(r.fit_step, 1)
+    if r.phase == "slow_rise":
+        assert r.delay_ratio >= 2 and not (r.plateau and r.delay_ratio >= delay_factor)
+    if r.phase == "comprehension":
+        assert r.delay_ratio < 2
 
 
 def _metrics_table():
@@ -163,6 +244,7 @@ def test_classify_table_and_aggregate():
     assert list(runs["run"]) == list(range(6))
     assert list(runs["phase"]) == ["grokking", "grokking", "memorization", "comprehension",
                                    "comprehension", "grokking"]
+    assert runs["plateau"].tolist() == [True, True, True, False, False, True]
     for col in ("seed", "split_seed", "fraction", "weight_decay", "lr", "alpha", "fit_step",
                 "gen_step", "delay", "delay_ratio", "two_step", "high_base_late_jump",
                 "slow_rise_then_jump", "final_train_acc", "final_val_acc"):
@@ -176,8 +258,10 @@ def test_classify_table_and_aggregate():
     assert a.loc[0.3, "frac_grokking"] == pytest.approx(2 / 3)
     assert a.loc[0.3, "frac_memorization"] == pytest.approx(1 / 3)
     assert a.loc[0.3, "majority_phase"] == "grokking"
+    assert a.loc[0.3, "cell_phase"] == "mixed" and a.loc[0.3, "counts"] == "2G 1M"
+    assert a.loc[0.3, "final_val_acc_median"] == pytest.approx(1.0, abs=1e-3)
     assert a.loc[0.3, "n_generalized"] == 2
-    assert a.loc[0.7, "majority_phase"] == "comprehension"
+    assert a.loc[0.7, "majority_phase"] == "comprehension" and a.loc[0.7, "n_grokking"] == 1
     assert a.loc[0.7, "agreement"] == pytest.approx(2 / 3)
     assert a.loc[0.7, "frac_two_step"] == pytest.approx(1 / 3)
 
@@ -201,16 +285,24 @@ def test_aggregate_hand_built_table():
     assert r["n_seeds"] == 4
     assert (r["frac_confusion"], r["frac_memorization"], r["frac_grokking"],
             r["frac_comprehension"]) == (0, 0.25, 0.75, 0)
-    assert r["majority_phase"] == "grokking" and r["agreement"] == 0.75 and r["n_majority"] == 3
+    assert r["majority_phase"] == "grokking" and r["agreement"] == 0.75 and r["n_grokking"] == 3
+    assert r["cell_phase"] == "mixed" and r["counts"] == "3G 1M"
     assert (r["gen_step_median"], r["gen_step_q25"], r["gen_step_q75"]) == (200, 150, 250)
     assert r["delay_median"] == 190
-    # a 1-1 tie is broken in PHASES order (memorization before grokking)
-    assert cells.loc[0.5, "majority_phase"] == "memorization"
+    # a 1-1 tie is not settled in favour of either phase
+    assert cells.loc[0.5, "majority_phase"] == "tie" and cells.loc[0.5, "cell_phase"] == "mixed"
+    assert cells.loc[0.5, "counts"] == "1M 1G"
     assert cells.loc[0.5, "agreement"] == 0.5 and cells.loc[0.5, "gen_step_median"] == 400
     assert cells.loc[0.9, "frac_comprehension"] == 1.0
+    assert cells.loc[0.9, "cell_phase"] == "comprehension" and cells.loc[0.9, "counts"] == "1C"
     np.testing.assert_allclose(cells[[f"frac_{p}" for p in PHASES]].sum(axis=1), 1.0)
 
 
 def test_missing_columns_raise():
     with pytest.raises(ConfigError):
         classify_table(pd.DataFrame({"run": [0], "step": [0]}))
+
+
+def test_phase_counts_string():
+    assert phase_counts(["grokking", "memorization", "grokking", "slow_rise"]) == "2G 1M 1S"
+    assert phase_counts(["comprehension", "confusion"]) == "1X 1C"

@@ -1,30 +1,57 @@
 """Phase classification of grokking runs from their accuracy curves.
 
-Every run of a sweep gets exactly one of four phases (after Liu et al. 2022, "Towards
-understanding grokking: an effective theory of representation learning"):
+A label is a claim about a run, so every label here follows from the run's curves under a rule
+written down below; :class:`PhaseThresholds` names every number the rules use. Two rules are
+available (``PhaseThresholds.rule``).
+
+The plateau rule (``rule="plateau"``, the default)
+--------------------------------------------------
+``fit_step`` is the first evaluation at which training accuracy reaches ``fit_acc`` and
+``gen_step`` the first at which validation accuracy reaches ``gen_acc`` (Power et al.'s "steps
+until 99% accuracy"; see :func:`first_step_reaching` for the optional ``sustain`` rule).
+``v_fit`` is validation accuracy at ``fit_step``. The *half-way level* is
+``v_fit + (1 - v_fit) / 2`` and ``plateau_end_step`` the first evaluation at or after
+``fit_step`` at which validation accuracy reaches it. Measuring from ``v_fit`` rather than from
+chance handles commutative operations, whose validation accuracy after memorizing sits at the
+share of held-out pairs whose mirror ``(y, x)`` is in the training set. The run **has a
+plateau** when ``plateau_end_step >= plateau_factor * max(fit_step, 1)`` (or it never reaches
+the half-way level). Every run gets exactly one of five phases:
 
 * ``confusion``     -- training accuracy never reaches ``fit_acc`` within the budget;
-* ``memorization``  -- the run fits the training set but validation accuracy never reaches
-  ``gen_acc`` within the budget;
-* ``grokking``      -- the run generalizes *much later* than it fits
-  (``gen_step >= grok_factor * max(fit_step, 1)``) **and** validation accuracy sat on a low
-  plateau after fitting (below ``plateau_val_acc`` at every evaluation in
-  ``[fit_step, plateau_factor * max(fit_step, 1)]``);
-* ``comprehension`` -- every other run that generalizes. This is the documented catch-all:
-  runs that generalize roughly together with fitting, and also runs with an intermediate
-  delay or a long delay without a low plateau (e.g. a high-base late jump). Those
-  non-canonical delayed runs are marked ``delayed=True``
-  (``gen_step > comprehension_factor * max(fit_step, 1)``), and their curve shape is kept in the
-  ``shape`` flags, so nothing is lost by the single label.
+* ``memorization``  -- it fits, but validation accuracy never reaches ``gen_acc``;
+* ``grokking``      -- it fits, has a plateau, and generalizes late:
+  ``gen_step >= delay_factor * max(fit_step, 1)``. Plateau, then jump;
+* ``slow_rise``     -- it generalizes late (``gen_step >= comprehension_factor *
+  max(fit_step, 1)``) *without* the grokking signature: validation accuracy climbs past the
+  half-way level before ``plateau_factor * fit_step``, or the climb ends before
+  ``delay_factor * fit_step``. Slow creeps land here, never in ``grokking``;
+* ``comprehension`` -- it generalizes together with fitting:
+  ``gen_step < comprehension_factor * max(fit_step, 1)``.
 
-The *step* at which a curve reaches a threshold is the first evaluation step at which it does
-(Power et al.'s "steps until 99% validation accuracy"); see :func:`first_step_reaching` for the
-optional ``sustain`` rule.
+Liu et al.'s rule (``rule="liu"``)
+----------------------------------
+After "Towards understanding grokking: an effective theory of representation learning" (Liu et
+al. 2022) and the notebook ``phase_diagram_plot/simple_phase_diagram.ipynb`` of
+ejmichaud/grokking-squared: the train (test) step is the first evaluation with training
+(validation) accuracy ``>= liu_acc`` (0.9). ``comprehension`` when both are reached and
+``test_step - train_step < liu_gap`` (1e3 steps), ``grokking`` when both are reached with a gap
+``>= liu_gap``, ``memorization`` when only the train step is reached, ``confusion`` when
+neither is (and, a case the notebook leaves unlabelled, when only the test step is). The gap
+is absolute, in steps, so the rule depends on the step budget and learning rate; it has no
+``slow_rise``. :func:`liu_phase` applies it to ready-made steps.
 
+Cells
+-----
+:func:`aggregate_cells` groups the runs of a grid cell (all coordinates except the seeds). A cell
+whose runs disagree is ``mixed`` in ``cell_phase``; it is never settled in favour of one phase.
+``majority_phase`` is the phase of strictly more runs than any other, or ``tie``.
+
+Curve shapes
+------------
 Mixed curve shapes (after the ETH Zurich thesis on grokking curve shapes) are reported as three
-boolean flags in :class:`ShapeFlags`. All of them describe *how* validation accuracy reached
-``gen_acc``; they are False for runs that never fit or never generalize. Their rules use the
-"final jump": the pre-jump point ``p`` is the last evaluation at or before
+boolean flags in :class:`ShapeFlags`, next to the phase. All of them describe *how* validation
+accuracy reached ``gen_acc``; they are False for runs that never fit or never generalize. Their
+rules use the "final jump": the pre-jump point ``p`` is the last evaluation at or before
 ``gen_step / jump_span``, and the run has a final jump when
 ``val_acc(gen_step) - val_acc(p) >= jump_min``.
 
@@ -67,15 +94,22 @@ NON_COORDINATE_COLUMNS = frozenset(METRIC_COLUMNS) | {"run", "step", "diverged",
 SEED_COLUMNS = ("seed", "split_seed")
 """Coordinates that are replicated over; a grid cell is the other coordinates."""
 
-PHASES = ("confusion", "memorization", "grokking", "comprehension")
-"""The four phases, in the order used for tie-breaks and for plot legends."""
+PHASES = ("confusion", "memorization", "grokking", "slow_rise", "comprehension")
+"""The five phases, in the order used for plot legends and count strings."""
+
+PHASE_LETTERS = {"confusion": "X", "memorization": "M", "grokking": "G", "slow_rise": "S",
+                 "comprehension": "C"}
+"""One-letter abbreviations used in cell count strings (``2G 2M``) and figures."""
+
+RULES = ("plateau", "liu")
+"""Selectable phase rules (module docstring)."""
 
 SHAPE_NAMES = ("two_step", "high_base_late_jump", "slow_rise_then_jump")
 """Names of the mixed-shape flags (fields of :class:`ShapeFlags`)."""
 
 RUN_RESULT_COLUMNS = (
-    "phase", "fit_step", "gen_step", "delay", "delay_ratio", "low_plateau", "delayed",
-    "val_acc_at_fit", *SHAPE_NAMES, "final_train_acc", "final_val_acc", "final_step",
+    "phase", "fit_step", "gen_step", "delay", "delay_ratio", "val_acc_at_fit", "plateau",
+    "plateau_end_step", *SHAPE_NAMES, "final_train_acc", "final_val_acc", "final_step",
     "n_evals", "diverged")
 """Columns that :func:`classify_table` adds next to a run's grid coordinates."""
 
@@ -124,25 +158,25 @@ def first_step_reaching(steps, values, threshold: float, *, sustain: bool = Fals
 
 @dataclass(frozen=True)
 class PhaseThresholds:
-    """Thresholds of the phase and shape rules (see the module docstring for the rules).
+    """Every number the phase and shape rules use (rules: module docstring).
 
-    Phase thresholds:
-        fit_acc: training accuracy that counts as fitting the training set.
-        gen_acc: validation accuracy that counts as generalizing.
-        grok_factor: ``gen_step / max(fit_step, 1)`` at or above which a run with a low plateau
-            is grokking.
-        plateau_val_acc: validation accuracy below which the post-fit plateau counts as "low".
-            0.5 = the model is still mostly wrong on held-out data after memorizing.
-        plateau_factor: the low plateau must hold at every evaluation in
-            ``[fit_step, plateau_factor * max(fit_step, 1)]``. The default 1.0 asks only that
-            validation accuracy is still low when the training set is fit (the model has
-            memorized, not generalized); grokking runs whose validation accuracy then rises
-            slowly (the thesis' "slow rise capped by a jump") stay grokking, with the shape
-            flag saying so. Raise it to demand a flat plateau after fitting.
-        comprehension_factor: generalizing non-grokking runs with
-            ``gen_step > comprehension_factor * max(fit_step, 1)`` are flagged ``delayed``.
+    Rule:
+        rule: ``"plateau"`` (default) or ``"liu"``.
+
+    Plateau rule:
+        fit_acc: training accuracy that counts as fitting the training set (0.99).
+        gen_acc: validation accuracy that counts as generalizing (0.99, Power et al.).
+        plateau_factor: validation accuracy must stay below the half-way level (from its value
+            at ``fit_step`` to 1) until at least ``plateau_factor * fit_step`` (5).
+        delay_factor: a grokking run reaches ``gen_acc`` at ``>= delay_factor * fit_step`` (10).
+        comprehension_factor: runs reaching ``gen_acc`` before ``comprehension_factor *
+            fit_step`` are comprehension; later runs without the plateau are slow rise (2).
         sustain, sustain_tolerance: passed to :func:`first_step_reaching` for fit and gen steps
             (default: the first step that reaches the threshold).
+
+    Liu et al.'s rule:
+        liu_acc: accuracy that defines the train and test steps (0.9).
+        liu_gap: ``test_step - train_step`` at or above which a run is grokking (1e3 steps).
 
     Shape parameters:
         jump_span: the final jump is measured over the last factor ``jump_span`` in steps before
@@ -152,14 +186,16 @@ class PhaseThresholds:
         slow_rise_min, slow_span, slow_max_share, slow_r2: the slow rise.
     """
 
+    rule: str = "plateau"
     fit_acc: float = 0.99
     gen_acc: float = 0.99
-    grok_factor: float = 10.0
-    plateau_val_acc: float = 0.5
-    plateau_factor: float = 1.0
+    plateau_factor: float = 5.0
+    delay_factor: float = 10.0
     comprehension_factor: float = 2.0
     sustain: bool = False
     sustain_tolerance: float = 0.05
+    liu_acc: float = 0.9
+    liu_gap: float = 1e3
     # shapes
     jump_span: float = 2.0
     jump_min: float = 0.2
@@ -176,10 +212,28 @@ class PhaseThresholds:
     slow_r2: float = 0.8
 
     def __post_init__(self):
-        if not (self.grok_factor >= 1 and self.plateau_factor >= 1
+        if self.rule not in RULES:
+            raise ConfigError(f"unknown phase rule {self.rule!r}; known: {', '.join(RULES)}")
+        if not (self.delay_factor >= 1 and self.plateau_factor >= 1
                 and self.comprehension_factor >= 1 and self.jump_span > 1):
-            raise ConfigError("grok_factor, plateau_factor, comprehension_factor must be >= 1 "
+            raise ConfigError("delay_factor, plateau_factor, comprehension_factor must be >= 1 "
                               "and jump_span > 1")
+        if not (self.comprehension_factor <= self.delay_factor):
+            raise ConfigError(f"comprehension_factor={self.comprehension_factor:g} must not "
+                              f"exceed delay_factor={self.delay_factor:g}")
+        if not (0 < self.fit_acc <= 1 and 0 < self.gen_acc <= 1 and 0 < self.liu_acc <= 1
+                and self.liu_gap >= 0):
+            raise ConfigError("fit_acc, gen_acc and liu_acc must be in (0, 1]; liu_gap >= 0")
+
+    def describe(self) -> str:
+        """One line stating the rule and its numbers, for table headers and figure notes."""
+        if self.rule == "liu":
+            return (f"Liu et al.'s rule: train/test step = first step with accuracy >= "
+                    f"{self.liu_acc:g}; grokking when test - train >= {self.liu_gap:g} steps")
+        return (f"plateau rule: fit/gen = train/val acc >= {self.fit_acc:g}/{self.gen_acc:g}; "
+                f"grokking = val below half-way (from its value at fit to 1) until >= "
+                f"{self.plateau_factor:g}x fit and gen >= {self.delay_factor:g}x fit; "
+                f"comprehension = gen < {self.comprehension_factor:g}x fit; else slow_rise")
 
 
 @dataclass(frozen=True)
@@ -196,9 +250,10 @@ class RunPhase:
     """Classification of one run.
 
     ``delay = gen_step - fit_step`` and ``delay_ratio = gen_step / max(fit_step, 1)`` are NaN
-    unless the run both fits and generalizes. ``low_plateau`` says whether validation accuracy
-    sat below ``plateau_val_acc`` after fitting; ``delayed`` marks comprehension runs whose
-    generalization lagged fitting by more than ``comprehension_factor``.
+    unless the run both fits and generalizes. ``plateau`` says whether validation accuracy stayed
+    below the half-way level until ``plateau_factor * fit_step``; ``plateau_end_step`` is the
+    first step at or after the fit at which it reached that level (NaN if never). Under Liu et
+    al.'s rule, fit and gen steps are the 0.9 train and test steps and ``plateau`` is False.
     """
 
     phase: str
@@ -206,18 +261,28 @@ class RunPhase:
     gen_step: float
     delay: float
     delay_ratio: float
-    low_plateau: bool
-    delayed: bool
     val_acc_at_fit: float
+    plateau: bool
+    plateau_end_step: float
     final_train_acc: float
     final_val_acc: float
     shape: ShapeFlags = ShapeFlags()
 
 
+def liu_phase(train_step: float, test_step: float, gap: float = 1e3) -> str:
+    """Liu et al.'s phase from the steps at which train and test accuracy first reached the
+    threshold (NaN: never within the budget). Rule: module docstring."""
+    train_ok, test_ok = not math.isnan(train_step), not math.isnan(test_step)
+    if train_ok and test_ok:
+        return "comprehension" if test_step - train_step < gap else "grokking"
+    if train_ok:
+        return "memorization"
+    return "confusion"
+
+
 def _last_finite(x: np.ndarray) -> float:
     idx = np.flatnonzero(np.isfinite(x))
     return float(x[idx[-1]]) if idx.size else math.nan
-
 
 def _r2(x: np.ndarray, y: np.ndarray) -> float:
     if x.size < 3 or np.ptp(x) == 0:
@@ -283,32 +348,42 @@ def classify_run(steps, train_acc, val_acc,
     steps, train_acc, val_acc = steps[order], train_acc[order], val_acc[order]
     final_train, final_val = _last_finite(train_acc), _last_finite(val_acc)
     nan = math.nan
-
-    fit_step = first_step_reaching(steps, train_acc, t.fit_acc, sustain=t.sustain,
+    fit_acc, gen_acc = (t.liu_acc, t.liu_acc) if t.rule == "liu" else (t.fit_acc, t.gen_acc)
+    fit_step = first_step_reaching(steps, train_acc, fit_acc, sustain=t.sustain,
                                    tolerance=t.sustain_tolerance)
-    if math.isnan(fit_step):
-        return RunPhase("confusion", nan, nan, nan, nan, False, False, nan, final_train,
-                        final_val)
-    fit_idx = int(np.searchsorted(steps, fit_step, side="left"))
-    v_fit = float(val_acc[fit_idx])
-    window = (steps >= fit_step) & (steps <= t.plateau_factor * max(fit_step, 1.0))
+    gen_step = first_step_reaching(steps, val_acc, gen_acc, sustain=t.sustain,
+                                   tolerance=t.sustain_tolerance)
+    fitted, generalized = not math.isnan(fit_step), not math.isnan(gen_step)
+    both = fitted and generalized
+    delay = gen_step - fit_step if both else nan
+    ratio = gen_step / max(fit_step, 1.0) if both else nan
+    v_fit = float(val_acc[int(np.searchsorted(steps, fit_step))]) if fitted else nan
+    if t.rule == "liu":
+        return RunPhase(liu_phase(fit_step, gen_step, t.liu_gap), fit_step, gen_step, delay,
+                        ratio, v_fit, False, nan, final_train, final_val)
+    if not fitted:
+        return RunPhase("confusion", nan, nan, nan, nan, nan, False, nan, final_train, final_val)
+    fit_idx = int(np.searchsorted(steps, fit_step))
+    half = v_fit + 0.5 * (1.0 - v_fit)
     with np.errstate(invalid="ignore"):
-        low_plateau = bool(np.all(val_acc[window] < t.plateau_val_acc))
-    gen_step = first_step_reaching(steps, val_acc, t.gen_acc, sustain=t.sustain,
-                                   tolerance=t.sustain_tolerance)
-    if math.isnan(gen_step):
-        return RunPhase("memorization", fit_step, nan, nan, nan, low_plateau, False, v_fit,
+        above = np.flatnonzero((steps >= fit_step) & (val_acc >= half))
+    plateau_end = float(steps[above[0]]) if above.size else nan
+    plateau = bool(math.isnan(plateau_end)
+                   or plateau_end >= t.plateau_factor * max(fit_step, 1.0))
+    if not generalized:
+        return RunPhase("memorization", fit_step, nan, nan, nan, v_fit, plateau, plateau_end,
                         final_train, final_val)
-    gen_idx = int(np.searchsorted(steps, gen_step, side="left"))
-    ratio = gen_step / max(fit_step, 1.0)
-    if ratio >= t.grok_factor and low_plateau:
-        phase, delayed = "grokking", True
+    if plateau and ratio >= t.delay_factor:
+        phase = "grokking"
+    elif ratio >= t.comprehension_factor:
+        phase = "slow_rise"
     else:
-        phase, delayed = "comprehension", bool(ratio > t.comprehension_factor)
+        phase = "comprehension"
+    gen_idx = int(np.searchsorted(steps, gen_step))
     shape = _shape_flags(steps, val_acc, fit_idx, gen_idx, t) if gen_idx > fit_idx else \
         ShapeFlags()
-    return RunPhase(phase, fit_step, gen_step, gen_step - fit_step, ratio, low_plateau, delayed,
-                    v_fit, final_train, final_val, shape)
+    return RunPhase(phase, fit_step, gen_step, delay, ratio, v_fit, plateau, plateau_end,
+                    final_train, final_val, shape)
 
 
 def classify_table(df: pd.DataFrame,
@@ -330,8 +405,8 @@ def classify_table(df: pd.DataFrame,
             row[c] = g[c].iloc[0]
         row.update(
             phase=r.phase, fit_step=r.fit_step, gen_step=r.gen_step, delay=r.delay,
-            delay_ratio=r.delay_ratio, low_plateau=r.low_plateau, delayed=r.delayed,
-            val_acc_at_fit=r.val_acc_at_fit,
+            delay_ratio=r.delay_ratio, val_acc_at_fit=r.val_acc_at_fit, plateau=r.plateau,
+            plateau_end_step=r.plateau_end_step,
             **{name: getattr(r.shape, name) for name in SHAPE_NAMES},
             final_train_acc=r.final_train_acc, final_val_acc=r.final_val_acc,
             final_step=float(g["step"].max()), n_evals=int(len(g)),
@@ -346,22 +421,38 @@ def _cell_columns_of_run_table(run_table: pd.DataFrame) -> list[str]:
     return cell_columns(coords)
 
 
+def phase_counts(phases: Sequence[str]) -> str:
+    """``"2G 1M"``: how many runs are in each phase (letters: :data:`PHASE_LETTERS`), most
+    frequent first, ties in :data:`PHASES` order."""
+    counts = pd.Series(list(phases)).value_counts()
+    order = sorted(counts.index, key=lambda p: (-counts[p], PHASES.index(p)
+                                                if p in PHASES else len(PHASES)))
+    return " ".join(f"{int(counts[p])}{PHASE_LETTERS.get(p, p)}" for p in order)
+
+
+CELL_RESULT_COLUMNS = (
+    "n_seeds", *(f"n_{p}" for p in PHASES), *(f"frac_{p}" for p in PHASES), "cell_phase",
+    "counts", "majority_phase", "agreement", "n_generalized", "gen_step_median",
+    "gen_step_q25", "gen_step_q75", "fit_step_median", "delay_median", "delay_ratio_median",
+    "final_val_acc_median", *(f"frac_{s}" for s in SHAPE_NAMES))
+"""Columns that :func:`aggregate_cells` adds next to a cell's coordinates."""
+
+
 def aggregate_cells(run_table: pd.DataFrame) -> pd.DataFrame:
     """Per grid cell (coordinates minus ``seed``/``split_seed``), aggregate over its runs.
 
-    Columns: the cell coordinates; ``n_seeds`` (runs in the cell); ``frac_<phase>`` for each of
-    :data:`PHASES`; ``majority_phase`` (most frequent phase; ties broken in :data:`PHASES` order);
-    ``agreement`` (fraction of runs in the majority phase) and ``n_majority``;
-    ``n_generalized`` and ``gen_step_median``/``gen_step_q25``/``gen_step_q75`` over runs that
-    generalized (NaN if none); ``fit_step_median``, ``delay_median`` and ``delay_ratio_median``
-    over runs that fit/generalized; ``frac_<shape>`` for each mixed-shape flag.
+    Columns: the cell coordinates, then :data:`CELL_RESULT_COLUMNS`: ``n_seeds`` (runs in the
+    cell); ``n_<phase>`` and ``frac_<phase>`` for each of :data:`PHASES`; ``cell_phase`` (the
+    phase when every run agrees, else ``mixed``); ``counts`` (e.g. ``2G 2M``); ``majority_phase``
+    (the phase of strictly more runs than any other, else ``tie``) and ``agreement`` (share of
+    the most frequent phase); ``n_generalized`` and ``gen_step_median``/``_q25``/``_q75`` over
+    runs that generalized (NaN if none); ``fit_step_median``, ``delay_median`` and
+    ``delay_ratio_median`` over runs that fit/generalized; ``final_val_acc_median`` (the
+    near-misses: how close the cell came); ``frac_<shape>`` for each mixed-shape flag.
     """
     _require(run_table, ("phase", "gen_step", "fit_step", "delay"), "run table")
     cells = _cell_columns_of_run_table(run_table)
-    out_cols = [*cells, "n_seeds", *(f"frac_{p}" for p in PHASES), "majority_phase",
-                "agreement", "n_majority", "n_generalized", "gen_step_median", "gen_step_q25",
-                "gen_step_q75", "fit_step_median", "delay_median", "delay_ratio_median",
-                *(f"frac_{s}" for s in SHAPE_NAMES)]
+    out_cols = [*cells, *CELL_RESULT_COLUMNS]
     if run_table.empty:
         return pd.DataFrame(columns=out_cols)
     groups = run_table.groupby(cells, sort=True, dropna=False) if cells else \
@@ -371,20 +462,25 @@ def aggregate_cells(run_table: pd.DataFrame) -> pd.DataFrame:
         key = key if isinstance(key, tuple) else (key,)
         n = len(g)
         counts = g["phase"].value_counts()
-        fracs = {p: float(counts.get(p, 0)) / n for p in PHASES}
-        best = max(PHASES, key=lambda p: (counts.get(p, 0), -PHASES.index(p)))
+        top = int(counts.max())
+        leaders = [p for p in counts.index if counts[p] == top]
         gen = g["gen_step"].astype(float).dropna()
         row = dict(zip(cells, key))
-        row.update(n_seeds=n, **{f"frac_{p}": fracs[p] for p in PHASES},
-                   majority_phase=best, agreement=fracs[best],
-                   n_majority=int(counts.get(best, 0)), n_generalized=int(gen.size),
+        row.update(n_seeds=n, **{f"n_{p}": int(counts.get(p, 0)) for p in PHASES},
+                   **{f"frac_{p}": float(counts.get(p, 0)) / n for p in PHASES},
+                   cell_phase=leaders[0] if top == n else "mixed",
+                   counts=phase_counts(g["phase"]),
+                   majority_phase=leaders[0] if len(leaders) == 1 else "tie",
+                   agreement=top / n, n_generalized=int(gen.size),
                    gen_step_median=float(gen.median()) if gen.size else math.nan,
                    gen_step_q25=float(gen.quantile(0.25)) if gen.size else math.nan,
                    gen_step_q75=float(gen.quantile(0.75)) if gen.size else math.nan,
                    fit_step_median=float(g["fit_step"].astype(float).median()),
                    delay_median=float(g["delay"].astype(float).median()),
                    delay_ratio_median=float(g["delay_ratio"].astype(float).median())
-                   if "delay_ratio" in g else math.nan)
+                   if "delay_ratio" in g else math.nan,
+                   final_val_acc_median=float(g["final_val_acc"].astype(float).median())
+                   if "final_val_acc" in g else math.nan)
         for s in SHAPE_NAMES:
             row[f"frac_{s}"] = float(g[s].astype(float).mean()) if s in g else math.nan
         rows.append(row)
@@ -392,7 +488,8 @@ def aggregate_cells(run_table: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
-    "METRIC_COLUMNS", "SEED_COLUMNS", "PHASES", "SHAPE_NAMES", "RUN_RESULT_COLUMNS",
-    "PhaseThresholds", "ShapeFlags", "RunPhase", "first_step_reaching", "classify_run",
-    "classify_table", "aggregate_cells", "coordinate_columns", "cell_columns",
+    "METRIC_COLUMNS", "SEED_COLUMNS", "PHASES", "PHASE_LETTERS", "RULES", "SHAPE_NAMES",
+    "RUN_RESULT_COLUMNS", "CELL_RESULT_COLUMNS", "PhaseThresholds", "ShapeFlags", "RunPhase",
+    "first_step_reaching", "liu_phase", "classify_run", "classify_table", "aggregate_cells",
+    "phase_counts", "coordinate_columns", "cell_columns",
 ]
