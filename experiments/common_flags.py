@@ -62,11 +62,28 @@ flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest 
 flags.DEFINE_float("memory_gb", 0.0, "device memory (GiB per device) to plan waves of runs "
                    "for; 0: the device's own limit (accelerators) or the host's free memory (CPU)")
 flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end")
+flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in JAX's persistent cache "
+                  "(~/.cache/jgrok/jax, or $JAX_COMPILATION_CACHE_DIR) so a resumed or repeated "
+                  "sweep does not compile again")
 # several processes (hosts): see docs/multihost.md
 flags.DEFINE_string("coordinator", "", "host:port of process 0; set to run one sweep over "
                     "several processes (jax.distributed)")
 flags.DEFINE_integer("num_processes", 1, "number of processes (with --coordinator)")
 flags.DEFINE_integer("process_id", 0, "this process's index in [0, num_processes)")
+
+
+def enable_compilation_cache() -> None:
+    """Point JAX's persistent compilation cache at ~/.cache/jgrok/jax (unless
+    $JAX_COMPILATION_CACHE_DIR names another folder or --nocompilation_cache)."""
+    if not FLAGS.compilation_cache:
+        return
+    import jax
+
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir",
+                          os.path.join(os.path.expanduser("~"), ".cache", "jgrok", "jax"))
+    if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def init_distributed() -> None:

@@ -1,7 +1,10 @@
 """Train a whole phase diagram (seeds x training fractions x weight decays x lrs) in one
 vmapped, jitted, checkpointed computation.
 
-    python experiments/phase_diagram.py --op=x2_plus_y2 --seeds=32
+    python experiments/phase_diagram.py --op=x2_plus_y2 --seeds=32      # paper size (GPU)
+    python experiments/phase_diagram.py --preset=cpu_grok                # CPU, minutes
+
+`--preset=NAME` starts from a named configuration (jgrok/presets.py); flags given override it.
 
 Writes <out>/config.json, <out>/metrics.csv, <out>/checkpoints/ and, at the end, the analysis
 tables and figures. `--resume` continues a killed sweep from its newest checkpoint.
@@ -16,7 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common_flags import FLAGS, config_from_flags, init_distributed  # noqa: E402
+from common_flags import (FLAGS, config_from_flags, enable_compilation_cache,  # noqa: E402
+                          init_distributed)
 
 from jgrok import cli  # noqa: E402
 from jgrok.errors import ConfigError  # noqa: E402
@@ -27,6 +31,7 @@ def main(argv):
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = config_from_flags()
     init_distributed()  # before any other use of JAX
+    enable_compilation_cache()
     # data first: a bad op or modulus fails before JAX starts up
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
@@ -46,12 +51,13 @@ def main(argv):
     print(f"task {task.name}: {dataset.size} equations, vocab {task.vocab_size}")
     print(f"grid: {len(grid.fractions)} fractions x {len(grid.seeds)} seeds"
           f"{' x ' + str(len(grid.split_seeds)) + ' split seeds' if grid.split_seeds else ''}"
-          f" x {len(grid.weight_decays)} weight decays x {len(grid.lrs)} lrs = {n_runs} runs")
+          f" x {len(grid.weight_decays)} weight decays x {len(grid.lrs)} lrs"
+          f" x {len(grid.init_scales)} init scales = {n_runs} runs")
     print(f"fractions {list(grid.fractions)}; weight decays {list(grid.weight_decays)}; "
-          f"lrs {list(grid.lrs)}")
+          f"lrs {list(grid.lrs)}; init scales {list(grid.init_scales)}")
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
           f"({jax.default_backend()})")
-    print(f"model {cfg.model.kind}; {cfg.train.steps} steps; out {out}")
+    print(f"preset {FLAGS.preset}; model {cfg.model.kind}; {cfg.train.steps} steps; out {out}")
     total = cfg.train.steps
     last_print = [0.0]
 

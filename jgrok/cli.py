@@ -7,7 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from jgrok.config import MAX_RUNS
-from jgrok.errors import ConfigError
+from jgrok.errors import ConfigError, Stopped
 
 
 def parse_floats(spec: str | Sequence[str], name: str) -> tuple[float, ...]:
@@ -58,6 +58,9 @@ def run_main(main: Callable[[list], None], argv: list | None = None) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         print("interrupted; finished results are on disk (resume with --resume)", file=sys.stderr)
         sys.exit(130)

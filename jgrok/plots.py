@@ -389,8 +389,11 @@ def plot_phase_diagram(cells: pd.DataFrame, path, note: str = "") -> list[str]:
     x, y, facets = _axes_keys(cells)
     panels = _groups(cells, facets)[:_MAX_PANELS]
     xs = sorted(cells[x].dropna().unique()) if x else [None]
-    ys = sorted(cells[y].dropna().unique()) if y else [None]
-    w = min(0.62 * len(xs) + 2.2, 11.0)
+    if y and not pd.api.types.is_numeric_dtype(cells[y]):
+        ys = list(dict.fromkeys(cells[y].dropna()))[::-1]  # table order, first row on top
+    else:
+        ys = sorted(cells[y].dropna().unique()) if y else [None]
+    w = min(max(0.62 * len(xs) + 2.2, 5.0), 11.0)
     h = min(0.55 * len(ys) + 1.4, 8.0)
     fig, axes = _new_figure(len(panels), (w, h), ncols=min(len(panels), 3))
     small = len(xs) > 9

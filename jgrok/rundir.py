@@ -20,9 +20,13 @@ See docs/reliability.md for what survives what.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -35,7 +39,7 @@ from jgrok import sweep
 from jgrok.checkpoint import Checkpoints
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset
-from jgrok.errors import ConfigError
+from jgrok.errors import ConfigError, Stopped
 from jgrok.memory import tree_bytes
 
 #: settings that may change between a sweep and its resumption
@@ -181,6 +185,60 @@ def _is_checkpoint_step(step: int, last_saved: int, cfg: ExperimentConfig) -> bo
     return step == cfg.train.steps or step - last_saved >= cfg.train.checkpoint_every
 
 
+class _StopRequest:
+    signum: Optional[int] = None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(signals=(signal.SIGTERM, signal.SIGINT)):
+    """While the sweep trains, SIGTERM and SIGINT only record a stop request; the sweep saves a
+    checkpoint at the next evaluation step and raises `Stopped`. Outside the main thread (where
+    Python cannot install handlers) nothing changes."""
+    req = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield req
+        return
+
+    def handler(signum, frame):
+        if req.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: leave now
+        req.signum = signum
+
+    old = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield req
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """Check, before anything is written, that `run_dir` can be a run directory: a path that is
+    a file, lies under a file, or where nothing can be created is one `ConfigError` line naming
+    it. Writes nothing that stays (a probe in the directory, or in its nearest existing parent,
+    is removed at once)."""
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run directory {path} is an existing file, not a directory; choose "
+                          f"another --out")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"run directory {path} lies under {existing}, which is a file; "
+                          f"choose another --out")
+    try:
+        if existing == path:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+                pass
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write-check-"))
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory {path}: {e.strerror or e} in "
+                          f"{existing} (choose a writable --out)") from None
+    return path
+
+
 def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLike,
               resume: bool = False, log: Callable[[str], None] = print, devices=None,
               extra_config: Optional[dict] = None,
@@ -192,7 +250,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     With `resume=True`, an existing run directory is continued from its newest readable
     checkpoint; a config that differs from the saved one is refused, naming the settings.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(run_dir) if jax.process_index() == 0 else Path(run_dir)
     cfg_path = run_dir / "config.json"
     metrics_path = run_dir / "metrics.csv"
     cfg_dict = cfg.to_dict()
@@ -269,7 +327,20 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             ckpts.save(step, st)
             last_saved = step
 
-    state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record)
+    with _stop_on_signals() as stop:
+        def record_or_stop(step, st, m):
+            nonlocal last_saved
+            record(step, st, m)
+            if stop.signum is not None:  # save where we are, then leave
+                if step > last_saved:
+                    if writer:
+                        mio.write_csv(pd.DataFrame(rows), metrics_path)
+                    ckpts.save(step, st)
+                    last_saved = step
+                ckpts.close()
+                raise Stopped(stop.signum, step)
+
+        state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record_or_stop)
     df = pd.DataFrame(rows)
     if writer:
         mio.write_csv(df, metrics_path)

@@ -219,9 +219,9 @@ def test_every_run_gets_exactly_one_phase(pairs, delay_factor, plateau_factor, r
         assert math.isnan(r.plateau_end_step) or \
             r.plateau_end_step >= plateau_factor * max(r.fit_step, 1)
     if r.phase == "slow_rise":
-        assert r.delay_ratio >= 2 and not (r.plateau and r.delay_ratio >= delay_factor)
+        assert r.delay_ratio > 2 and not (r.plateau and r.delay_ratio >= delay_factor)
     if r.phase == "comprehension":
-        assert r.delay_ratio < 2
+        assert r.delay_ratio <= 2
 
 
 def _metrics_table():
@@ -306,3 +306,13 @@ def test_missing_columns_raise():
 def test_phase_counts_string():
     assert phase_counts(["grokking", "memorization", "grokking", "slow_rise"]) == "2G 1M 1S"
     assert phase_counts(["comprehension", "confusion"]) == "1X 1C"
+
+
+def test_one_evaluation_after_the_fit_is_still_comprehension():
+    # powers-of-two evaluations: fit at 32, 99% at 64 -> together, not a slow rise
+    steps = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256])
+    tr = np.array([0.3, 0.4, 0.5, 0.7, 0.9, 0.98, 0.997, 1, 1, 1])
+    va = np.array([0.3, 0.4, 0.5, 0.7, 0.9, 0.97, 0.975, 0.992, 0.993, 0.995])
+    assert classify_run(steps, tr, va).phase == "comprehension"
+    va[7] = 0.985
+    assert classify_run(steps, tr, va).phase == "slow_rise"  # 99% at 128 = 4x the fit

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -685,3 +686,35 @@ def test_resume_counts_the_space_its_checkpoints_already_use(cfg, full):
     fresh = rundir.check_disk(full[1].parent / "elsewhere", state, keep=3, free_bytes=10**12)
     again = rundir.check_disk(full[1], state, keep=3, free_bytes=10**12)
     assert again < fresh
+
+
+# ------------------------------------------------------------------------------------------
+# Preemption: SIGTERM / SIGINT save a checkpoint at the step reached
+# ------------------------------------------------------------------------------------------
+SIGNAL_SWEEP = ["--op=add", "--p=7", "--model=mlp", "--mlp_width=16", "--fractions=0.5",
+                "--seeds=2", "--steps=3000", "--eval_every=5", "--checkpoint_every=100000",
+                "--nofigures"]  # no regular checkpoint before the last step
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_at_the_step_reached_and_resume_is_exact(sig, jax_cache,
+                                                                            tmp_path):
+    ref = run_cli([*SIGNAL_SWEEP, f"--out={tmp_path / 'ref'}"], jax_cache)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    out = tmp_path / "stopped"
+    run = Launch([*SIGNAL_SWEEP, f"--out={out}"], jax_cache)
+    assert run.marker.wait(240), "no progress marker"
+    run.proc.send_signal(sig)
+    rc = run.wait()
+    assert rc == 128 + sig, (rc, run.output[-3000:])
+    m = re.search(rf"stopped by {sig.name} at step (\d+); the checkpoint", run.output)
+    assert m and "Traceback" not in run.output, run.output[-3000:]
+    step = int(m.group(1))
+    assert 0 < step < 3000 and step % 5 == 0
+    assert checkpoint.Checkpoints(out).steps() == [step]
+    table = pd.read_csv(out / "metrics.csv")
+    assert table["step"].max() == step and len(table) == 2 * (step // 5 + 1)
+    final = run_cli([*SIGNAL_SWEEP, f"--out={out}", "--resume"], jax_cache)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert f"resumed from the checkpoint at step {step}" in final.stdout
+    assert (out / "metrics.csv").read_bytes() == (tmp_path / "ref" / "metrics.csv").read_bytes()

@@ -160,3 +160,18 @@ def test_cli_trains_writes_table_and_resumes(tmp_path):
     assert r2.returncode == 2 and "--resume" in r2.stderr
     r3 = _cli(*args, "--resume")
     assert r3.returncode == 0 and "resumed from the checkpoint at step 20" in r3.stdout
+
+
+@pytest.mark.parametrize("kind", ["existing_file", "under_a_file", "unwritable"])
+def test_bad_out_paths_are_refused_in_one_line(kind, tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("finished results\n")
+    out = {"existing_file": f, "under_a_file": f / "run", "unwritable": "/proc/jgrok_run"}[kind]
+    needle = {"existing_file": "is an existing file", "under_a_file": "which is a file",
+              "unwritable": "cannot write the run directory"}[kind]
+    r = _cli("--op=add", "--p=7", "--model=mlp", "--mlp_width=8", "--fractions=0.5",
+             "--steps=2", f"--out={out}", "--nofigures")
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert f.read_text() == "finished results\n"  # nothing lost

@@ -21,12 +21,13 @@ the half-way level). Every run gets exactly one of five phases:
 * ``memorization``  -- it fits, but validation accuracy never reaches ``gen_acc``;
 * ``grokking``      -- it fits, has a plateau, and generalizes late:
   ``gen_step >= delay_factor * max(fit_step, 1)``. Plateau, then jump;
-* ``slow_rise``     -- it generalizes late (``gen_step >= comprehension_factor *
+* ``slow_rise``     -- it generalizes late (``gen_step > comprehension_factor *
   max(fit_step, 1)``) *without* the grokking signature: validation accuracy climbs past the
   half-way level before ``plateau_factor * fit_step``, or the climb ends before
   ``delay_factor * fit_step``. Slow creeps land here, never in ``grokking``;
 * ``comprehension`` -- it generalizes together with fitting:
-  ``gen_step < comprehension_factor * max(fit_step, 1)``.
+  ``gen_step <= comprehension_factor * max(fit_step, 1)`` (with evaluations at powers of two,
+  one evaluation after the fit still counts as together).
 
 Liu et al.'s rule (``rule="liu"``)
 ----------------------------------
@@ -169,7 +170,7 @@ class PhaseThresholds:
         plateau_factor: validation accuracy must stay below the half-way level (from its value
             at ``fit_step`` to 1) until at least ``plateau_factor * fit_step`` (5).
         delay_factor: a grokking run reaches ``gen_acc`` at ``>= delay_factor * fit_step`` (10).
-        comprehension_factor: runs reaching ``gen_acc`` before ``comprehension_factor *
+        comprehension_factor: runs reaching ``gen_acc`` by ``comprehension_factor *
             fit_step`` are comprehension; later runs without the plateau are slow rise (2).
         sustain, sustain_tolerance: passed to :func:`first_step_reaching` for fit and gen steps
             (default: the first step that reaches the threshold).
@@ -233,7 +234,7 @@ class PhaseThresholds:
         return (f"plateau rule: fit/gen = train/val acc >= {self.fit_acc:g}/{self.gen_acc:g}; "
                 f"grokking = val below half-way (from its value at fit to 1) until >= "
                 f"{self.plateau_factor:g}x fit and gen >= {self.delay_factor:g}x fit; "
-                f"comprehension = gen < {self.comprehension_factor:g}x fit; else slow_rise")
+                f"comprehension = gen <= {self.comprehension_factor:g}x fit; else slow_rise")
 
 
 @dataclass(frozen=True)
@@ -375,7 +376,7 @@ def classify_run(steps, train_acc, val_acc,
                         final_train, final_val)
     if plateau and ratio >= t.delay_factor:
         phase = "grokking"
-    elif ratio >= t.comprehension_factor:
+    elif ratio > t.comprehension_factor:
         phase = "slow_rise"
     else:
         phase = "comprehension"
