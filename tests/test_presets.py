@@ -66,3 +66,39 @@ def test_given_flags_override_the_preset_and_the_rest_is_kept(parse_flags):
 def test_unknown_preset_flag_is_refused(parse_flags):
     with pytest.raises(ConfigError, match="unknown preset"):
         parse_flags("--preset=paper_size")
+
+
+def test_cpu_grok_preset_end_to_end_on_a_reduced_grid(tmp_path):
+    """The README's CPU command, reduced (p = 31, two fractions, one seed, alpha 10, 1500
+    steps): it trains through the CLI, writes the tables and figures, and shows the preset's
+    signature: memorization at 0.3; at 0.9 a fit within 100 steps, then validation accuracy
+    flat near chance for more than 5x the fit step, then a jump past 0.8."""
+    import json
+    import subprocess
+
+    import pandas as pd
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "phase_diagram.py"),
+                        "--preset=cpu_grok", "--p=31", "--seeds=1", "--fractions=0.3,0.9",
+                        "--init_scales=10", "--steps=1500", f"--out={out}",
+                        "--nocompilation_cache"],
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "preset cpu_grok" in r.stdout
+    saved = ExperimentConfig.from_dict(json.loads((out / "config.json").read_text())["config"])
+    base = presets.get("cpu_grok")
+    assert saved.model == base.model and saved.optim == base.optim
+    assert saved.sweep.init_scales == (10.0,) and saved.train.steps == 1500
+    for name in ("metrics.csv", "phases.csv", "cells.csv", "figures/phase_diagram.png",
+                 "figures/accuracy_curves.png"):
+        assert (out / name).is_file(), name
+    ph = pd.read_csv(out / "phases.csv").set_index("fraction")
+    assert ph.loc[0.3, "phase"] == "memorization" and ph.loc[0.3, "final_val_acc"] < 0.3
+    hi = ph.loc[0.9]
+    assert hi["fit_step"] <= 100 and hi["plateau"]
+    assert hi["plateau_end_step"] >= 5 * hi["fit_step"] and hi["final_val_acc"] > 0.8
+    df = pd.read_csv(out / "metrics.csv")
+    flat = df[(df.fraction == 0.9) & (df.step >= hi["fit_step"]) & (df.step <= 5 * hi["fit_step"])]
+    assert len(flat) >= 5 and flat.val_acc.max() < 0.1
