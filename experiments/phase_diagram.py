@@ -31,7 +31,6 @@ def main(argv):
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = config_from_flags()
     init_distributed()  # before any other use of JAX
-    enable_compilation_cache()
     # data first: a bad op or modulus fails before JAX starts up
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
@@ -39,6 +38,7 @@ def main(argv):
     task = make_task(cfg.task.op, cfg.task.p)
     dataset = dataset_from_task(task)
 
+    enable_compilation_cache()  # imports JAX: after the input checks, so bad input fails fast
     import jax
 
     from jgrok import rundir

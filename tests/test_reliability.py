@@ -692,15 +692,22 @@ def test_resume_counts_the_space_its_checkpoints_already_use(cfg, full):
 # Preemption: SIGTERM / SIGINT save a checkpoint at the step reached
 # ------------------------------------------------------------------------------------------
 SIGNAL_SWEEP = ["--op=add", "--p=7", "--model=mlp", "--mlp_width=16", "--fractions=0.5",
-                "--seeds=2", "--steps=3000", "--eval_every=5", "--checkpoint_every=100000",
+                "--seeds=2", "--steps=1500", "--eval_every=5", "--checkpoint_every=100000",
                 "--nofigures"]  # no regular checkpoint before the last step
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_saves_a_checkpoint_at_the_step_reached_and_resume_is_exact(sig, jax_cache,
-                                                                            tmp_path):
-    ref = run_cli([*SIGNAL_SWEEP, f"--out={tmp_path / 'ref'}"], jax_cache)
+@pytest.fixture(scope="module")
+def signal_reference(tmp_path_factory, jax_cache):
+    """metrics.csv bytes of the uninterrupted SIGNAL_SWEEP."""
+    out = tmp_path_factory.mktemp("signal_ref") / "run"
+    ref = run_cli([*SIGNAL_SWEEP, f"--out={out}"], jax_cache)
     assert ref.returncode == 0, ref.stderr[-3000:]
+    return (out / "metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_at_the_step_reached_and_resume_is_exact(
+        sig, signal_reference, jax_cache, tmp_path):
     out = tmp_path / "stopped"
     run = Launch([*SIGNAL_SWEEP, f"--out={out}"], jax_cache)
     assert run.marker.wait(240), "no progress marker"
@@ -710,11 +717,11 @@ def test_a_signal_saves_a_checkpoint_at_the_step_reached_and_resume_is_exact(sig
     m = re.search(rf"stopped by {sig.name} at step (\d+); the checkpoint", run.output)
     assert m and "Traceback" not in run.output, run.output[-3000:]
     step = int(m.group(1))
-    assert 0 < step < 3000 and step % 5 == 0
+    assert 0 < step < 1500 and step % 5 == 0
     assert checkpoint.Checkpoints(out).steps() == [step]
     table = pd.read_csv(out / "metrics.csv")
     assert table["step"].max() == step and len(table) == 2 * (step // 5 + 1)
     final = run_cli([*SIGNAL_SWEEP, f"--out={out}", "--resume"], jax_cache)
     assert final.returncode == 0, final.stderr[-3000:]
     assert f"resumed from the checkpoint at step {step}" in final.stdout
-    assert (out / "metrics.csv").read_bytes() == (tmp_path / "ref" / "metrics.csv").read_bytes()
+    assert (out / "metrics.csv").read_bytes() == signal_reference
