@@ -16,6 +16,7 @@ unless told otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import os
@@ -48,10 +49,8 @@ def measure(preset: str):
     cfg = presets.get(preset)
     task = make_task(cfg.task.op, cfg.task.p)
     ds = dataset_from_task(task)
-    cfg1 = cfg.__class__(task=cfg.task, model=cfg.model, optim=cfg.optim, train=cfg.train,
-                         sweep=cfg.sweep.__class__(seeds=(0,), fractions=(0.5,),
-                                                   weight_decays=cfg.sweep.weight_decays,
-                                                   lrs=cfg.sweep.lrs))
+    cfg1 = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, seeds=(0,),
+                                                              fractions=(0.5,)))
     engine = sweep.build_engine(cfg1, ds, run_chunk=0)
     state = sweep.init_state(engine)
     one = jax.tree.map(lambda a: a[0], state)

@@ -49,7 +49,7 @@ def main(argv):
     import pandas as pd
 
     from jgrok import metrics, plots, rundir
-    from jgrok.analysis.phases import PhaseThresholds, aggregate_cells
+    from jgrok.analysis.phases import PHASE_LETTERS, PhaseThresholds, aggregate_cells
 
     frames, walls = [], {}
     for op, task in tasks.items():
@@ -77,12 +77,13 @@ def main(argv):
             and (c in ("op", "fraction") or cells[c].nunique() > 1)]
     table = cells[keep + ["n_seeds", "cell_phase", "counts", "fit_step_median",
                           "gen_step_median", "final_val_acc_median"]]
-    md = (f"Phase per operation and training fraction ({PhaseThresholds().describe()}). "
-          f"Letters: X confusion, M memorization, G grokking, S slow rise, C comprehension.\n\n"
-          + metrics.markdown_table(table))
+    rule = PhaseThresholds()  # the rule write_all_figures labelled the runs with
+    letters = ", ".join(f"{k} {p.replace('_', ' ')}" for p, k in PHASE_LETTERS.items())
+    md = (f"Phase per operation and training fraction ({rule.describe()}). "
+          f"Letters: {letters}.\n\n" + metrics.markdown_table(table))
     metrics.write_text(md + "\n", os.path.join(FLAGS.out, "op_phases.md"))
     plots.plot_phase_diagram(cells, os.path.join(FLAGS.out, "op_phase_diagram"),
-                             note="rule: plateau")
+                             note=f"rule: {rule.rule}")
     print(md)
 
 

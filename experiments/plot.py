@@ -13,17 +13,21 @@ from absl import flags
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jgrok import cli  # noqa: E402
+from jgrok.analysis.phases import RULES, PhaseThresholds  # noqa: E402
 from jgrok.errors import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", "", "run directory holding metrics.csv")
-flags.DEFINE_enum("rule", "plateau", ["plateau", "liu"], "phase rule (jgrok.analysis.phases)")
-flags.DEFINE_float("fit_acc", 0.99, "plateau rule: train accuracy that counts as fitted")
-flags.DEFINE_float("gen_acc", 0.99, "plateau rule: validation accuracy that counts as generalized")
-flags.DEFINE_float("plateau_factor", 5.0, "plateau rule: val acc stays below half-way until "
-                   "this many times the fit step")
-flags.DEFINE_float("delay_factor", 10.0, "plateau rule: grokking generalizes at >= this many "
-                   "times the fit step")
+_DEFAULT = PhaseThresholds()
+flags.DEFINE_enum("rule", _DEFAULT.rule, list(RULES), "phase rule (jgrok.analysis.phases)")
+flags.DEFINE_float("fit_acc", _DEFAULT.fit_acc, "plateau rule: train accuracy that counts as "
+                   "fitted")
+flags.DEFINE_float("gen_acc", _DEFAULT.gen_acc, "plateau rule: validation accuracy that counts "
+                   "as generalized")
+flags.DEFINE_float("plateau_factor", _DEFAULT.plateau_factor, "plateau rule: val acc stays below "
+                   "half-way until this many times the fit step")
+flags.DEFINE_float("delay_factor", _DEFAULT.delay_factor, "plateau rule: grokking generalizes "
+                   "at >= this many times the fit step")
 
 
 def main(argv):
@@ -32,7 +36,6 @@ def main(argv):
     if not FLAGS.run:
         raise ConfigError("--run is required (a run directory holding metrics.csv)")
     from jgrok import metrics, plots
-    from jgrok.analysis.phases import PhaseThresholds
 
     df = metrics.read_metrics(os.path.join(FLAGS.run, "metrics.csv"))
     th = PhaseThresholds(rule=FLAGS.rule, fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc,

@@ -321,26 +321,19 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         rows.extend(sweep.metric_rows(engine, step, m))
         if on_eval is not None:
             on_eval(step, engine, m, timing)
-        if step > start and _is_checkpoint_step(step, last_saved, cfg):
+        # a stop request (SIGTERM/SIGINT) saves where we are, then leaves
+        if step > start and (stop.signum is not None
+                             or _is_checkpoint_step(step, last_saved, cfg)):
             if writer:
                 mio.write_csv(pd.DataFrame(rows), metrics_path)
             ckpts.save(step, st)
             last_saved = step
+        if stop.signum is not None:
+            ckpts.close()
+            raise Stopped(stop.signum, step)
 
     with _stop_on_signals() as stop:
-        def record_or_stop(step, st, m):
-            nonlocal last_saved
-            record(step, st, m)
-            if stop.signum is not None:  # save where we are, then leave
-                if step > last_saved:
-                    if writer:
-                        mio.write_csv(pd.DataFrame(rows), metrics_path)
-                    ckpts.save(step, st)
-                    last_saved = step
-                ckpts.close()
-                raise Stopped(stop.signum, step)
-
-        state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record_or_stop)
+        state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record)
     df = pd.DataFrame(rows)
     if writer:
         mio.write_csv(df, metrics_path)

@@ -111,8 +111,8 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
                   init=init, advance=advance_fn, evaluate=evaluate_fn, run_chunk=chunk)
 
 
-def _plan_chunk(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int, dataset: Dataset, one_run: dict,
-                memory_limit: Optional[int]) -> int:
+def _plan_chunk(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int,
+                dataset: Dataset, one_run: dict, memory_limit: Optional[int]) -> int:
     """Runs per wave that the devices' memory allows (see `jgrok.memory`). On CPU without an
     explicit `memory_limit` only the states are checked against the host's available memory
     (waves of one run need little more), which costs no compilation."""

@@ -358,13 +358,13 @@ def classify_run(steps, train_acc, val_acc,
     both = fitted and generalized
     delay = gen_step - fit_step if both else nan
     ratio = gen_step / max(fit_step, 1.0) if both else nan
-    v_fit = float(val_acc[int(np.searchsorted(steps, fit_step))]) if fitted else nan
+    fit_idx = int(np.searchsorted(steps, fit_step)) if fitted else -1
+    v_fit = float(val_acc[fit_idx]) if fitted else nan
     if t.rule == "liu":
         return RunPhase(liu_phase(fit_step, gen_step, t.liu_gap), fit_step, gen_step, delay,
                         ratio, v_fit, False, nan, final_train, final_val)
     if not fitted:
         return RunPhase("confusion", nan, nan, nan, nan, nan, False, nan, final_train, final_val)
-    fit_idx = int(np.searchsorted(steps, fit_step))
     half = v_fit + 0.5 * (1.0 - v_fit)
     with np.errstate(invalid="ignore"):
         above = np.flatnonzero((steps >= fit_step) & (val_acc >= half))
