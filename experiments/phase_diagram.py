@@ -60,12 +60,15 @@ def main(argv):
     print(f"preset {FLAGS.preset}; model {cfg.model.kind}; {cfg.train.steps} steps; out {out}")
     total = cfg.train.steps
     last_print = [0.0]
+    timing = dict(t_start=time.perf_counter(), step_start=None)
 
-    def progress(step, engine, m, timing):
+    def progress(step, state, m):
         now = time.perf_counter()
+        if timing["step_start"] is None:
+            timing["step_start"] = step
         done = step - timing["step_start"]
         if done == 0:
-            print(f"setup + compile of init/eval: {timing['setup_s']:.1f}s", flush=True)
+            print(f"setup + compile of init/eval: {now - timing['t_start']:.1f}s", flush=True)
             timing["t_start"] = now
             return
         if "first_chunk_s" not in timing:

@@ -11,6 +11,11 @@
   CPU trains in minutes.
 * ``nanda``, ``gromov`` -- the two papers below, whose grokking mechanism is understood.
 
+The MNIST / Wine Quality presets (``experiments/omnigrok_mnist.py``,
+``experiments/mnist_variants.py``): :func:`omnigrok_preset` (Omnigrok's MNIST script, or its
+notebook's set-up: :data:`OMNIGROK_SETUPS`) and :func:`study_variant` (the output-layer and
+loss variants of the course study, :data:`STUDY_VARIANTS`).
+
 * :func:`nanda_preset` -- Nanda et al. (2023), "Progress measures for grokking via mechanistic
   interpretability": a 1-layer ReLU transformer without LayerNorm learns ``(x + y) mod 113``
   from 30% of the pairs with full-batch AdamW (lr 1e-3, weight decay 1, betas (0.9, 0.98)).
@@ -32,6 +37,8 @@ package's model classes are shared with the other experiments and are not specia
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Sequence
 
 from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
@@ -39,7 +46,8 @@ from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfi
 from jgrok.errors import ConfigError
 
 __all__ = ["nanda_preset", "gromov_preset", "power_preset", "thesis_preset", "cpu_grok_preset",
-           "GROMOV_VARIANTS", "PRESETS", "get"]
+           "omnigrok_preset", "omnigrok_eval_steps", "study_variant", "GROMOV_VARIANTS",
+           "OMNIGROK_SETUPS", "STUDY_VARIANTS", "PRESETS", "get"]
 
 #: Power et al.'s nine training fractions 0.1, 0.2, ..., 0.9
 PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -169,6 +177,77 @@ def cpu_grok_preset(op: str = "x2_plus_y2", p: int = 47, alphas: Sequence[float]
                           fractions=tuple(float(f) for f in fractions),
                           weight_decays=(0.1,), lrs=(1e-2,),
                           init_scales=tuple(float(a) for a in alphas)))
+
+#: Omnigrok's two MNIST set-ups: their script (scripts/train-mnist-mlp.py) and their notebook
+#: (weight decay 0.01, batch 200, alpha 8); name -> (weight decay, batch size, alpha)
+OMNIGROK_SETUPS = {"script": (0.1, 256, 7.0), "notebook": (0.01, 200, 8.0)}
+
+
+def omnigrok_eval_steps(steps: int) -> tuple[int, ...]:
+    """Omnigrok's logging schedule: step 0 and every power of two below ``steps``, plus the
+    last step (which their script never logs)."""
+    pts = {0, int(steps)}
+    k = 1
+    while k < steps:
+        pts.add(k)
+        k *= 2
+    return tuple(sorted(pts))
+
+
+def omnigrok_preset(steps: int = 10_000, weight_init: str = "torch",
+                    setup: str = "script") -> ExperimentConfig:
+    """Omnigrok's MNIST experiment (Liu, Michaud & Tegmark 2022): 784-200-200-10 ReLU MLP
+    (three Linear layers), every parameter times alpha, MSE against one-hot outputs (linear
+    read-out), torch AdamW defaults (betas 0.9/0.999, eps 1e-8, no warm-up, constant lr 1e-3),
+    on the first 1000 training images (fraction 1.0 of
+    :func:`jgrok.data.omnigrok.mnist_dataset`'s pool). ``setup``: ``"script"`` (weight decay
+    0.1, batch 256, alpha 7) or ``"notebook"`` (0.01, 200, alpha 8), :data:`OMNIGROK_SETUPS`.
+    Evaluation: ``log_eval`` log-spaced points, exactly the powers of two when ``steps`` is a
+    power of two (the entry points pass :func:`omnigrok_eval_steps` to evaluate at powers of two
+    for any ``steps``). ``weight_init="torch"`` (default) initializes the layers as torch's
+    ``nn.Linear`` does, as the script does before multiplying by alpha (initial global norm 11.7
+    at alpha 1); ``"default"`` is Flax's init (norm 20.3, sqrt(3) larger)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps={steps!r} must be a positive integer")
+    if setup not in OMNIGROK_SETUPS:
+        raise ConfigError(f"unknown Omnigrok set-up {setup!r}; known: "
+                          f"{', '.join(OMNIGROK_SETUPS)}")
+    weight_decay, batch, alpha = OMNIGROK_SETUPS[setup]
+    return ExperimentConfig(
+        task=TaskConfig(),
+        model=ModelConfig(kind="dense", mlp_width=200, mlp_depth=2, mlp_activation="relu",
+                          output_activation="none", weight_init=weight_init),
+        optim=OptimConfig(name="adamw", b1=0.9, b2=0.999, eps=1e-8, warmup_steps=0,
+                          schedule="constant", constant_norm=False),
+        train=TrainConfig(steps=steps, batch_size=batch, loss="mse",
+                          log_eval=int(math.floor(math.log2(steps))) + 1,
+                          checkpoint_every=steps),
+        sweep=SweepConfig(seeds=(0,), fractions=(1.0,), weight_decays=(weight_decay,),
+                          lrs=(1e-3,), init_scales=(alpha,)))
+
+
+#: the course study's output-layer and loss variants of Omnigrok's set-up:
+#: name -> (loss, hidden activation, output activation)
+STUDY_VARIANTS = {
+    "baseline": ("mse", "relu", "none"),
+    "sigmoid_hidden": ("mse", "sigmoid", "none"),
+    "sigmoid_output": ("mse", "relu", "sigmoid"),
+    "softmax_output": ("mse", "relu", "softmax"),
+    "cross_entropy": ("ce", "relu", "none"),
+}
+
+
+def study_variant(base: ExperimentConfig, name: str) -> ExperimentConfig:
+    """``base`` (an :func:`omnigrok_preset`) with the loss and activations of the study's
+    variant ``name`` (:data:`STUDY_VARIANTS`)."""
+    if name not in STUDY_VARIANTS:
+        raise ConfigError(f"unknown variant {name!r}; known: {', '.join(STUDY_VARIANTS)}")
+    loss, hidden, output = STUDY_VARIANTS[name]
+    return dataclasses.replace(
+        base, model=dataclasses.replace(base.model, mlp_activation=hidden,
+                                        output_activation=output),
+        train=dataclasses.replace(base.train, loss=loss))
+
 
 PRESETS = {
     "power": power_preset,

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import pandas as pd
@@ -140,7 +140,7 @@ def _set_aside_itemless_checkpoints(run_dir: Path, log: Callable[[str], None]) -
                 f"is missing); moved it to {dest} and falling back to the previous one")
 
 
-def _rows_until(metrics_path: Path, step: int, engine, cfg: ExperimentConfig, run_dir: Path,
+def _rows_until(metrics_path: Path, step: int, engine, schedule: tuple, run_dir: Path,
                 log: Callable[[str], None]) -> list[dict]:
     """The rows of metrics.csv up to the restored checkpoint `step`, checked to be complete."""
     if not metrics_path.exists():
@@ -161,7 +161,7 @@ def _rows_until(metrics_path: Path, step: int, engine, cfg: ExperimentConfig, ru
     else:
         kept = old[at <= step]
         pairs = list(zip(run[at <= step].astype(int), at[at <= step].astype(int)))
-        expected = {(r, s) for s in cfg.train.eval_steps() if s <= step
+        expected = {(r, s) for s in schedule if s <= step
                     for r in range(engine.n_runs)}
         # columns never empty in a whole row (the last one catches a row cut short)
         must = [c for c in dict.fromkeys(("run", "step", *engine.grid[0], "train_acc",
@@ -239,27 +239,70 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
     return path
 
 
+def eval_schedule(cfg: ExperimentConfig, eval_steps: Optional[Sequence[int]] = None
+                  ) -> tuple[int, ...]:
+    """The steps at which a sweep evaluates: `eval_steps` if given (e.g. Omnigrok's powers of
+    two, `jgrok.data.omnigrok.omnigrok_eval_steps`), else `cfg.train.eval_steps()`; always with
+    step 0 and the last step."""
+    if eval_steps is None:
+        return cfg.train.eval_steps()
+    steps = sorted({int(s) for s in eval_steps} | {0, cfg.train.steps})
+    if steps[0] < 0 or steps[-1] > cfg.train.steps:
+        raise ConfigError(f"evaluation steps must lie in [0, {cfg.train.steps}]")
+    return tuple(steps)
+
+
+#: hook called after each evaluation: on_eval(step, state, metrics) -> None, or a dict of extra
+#: per-run columns ({name: sequence of n_runs values}) added to that step's rows of metrics.csv
+OnEval = Callable[[int, Any, dict], Optional[dict]]
+#: per-step logger (the slingshot study): step_log(engine, state, n) -> (state after n steps,
+#: {name: array (n_runs, n)}), values of steps `step .. step + n - 1`, written to steps.csv
+StepLog = Callable[[Any, Any, int], tuple]
+
+
+def _read_table_until(path: Path, step: int, inclusive: bool) -> list[dict]:
+    if not path.exists():
+        return []
+    old = mio.read_metrics(path)
+    at = pd.to_numeric(old["step"], errors="coerce")
+    return old[(at <= step) if inclusive else (at < step)].to_dict("records")
+
+
 def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLike,
               resume: bool = False, log: Callable[[str], None] = print, devices=None,
               extra_config: Optional[dict] = None,
-              on_eval: Optional[Callable] = None,
-              memory_limit: Optional[int] = None) -> pd.DataFrame:
+              on_eval: Optional[OnEval] = None,
+              memory_limit: Optional[int] = None,
+              eval_steps: Optional[Sequence[int]] = None,
+              step_log: Optional[StepLog] = None,
+              coords: Optional[dict] = None) -> pd.DataFrame:
     """Train the grid of `cfg` on `dataset`, writing into `run_dir`. Returns the metrics table.
+
+    `eval_steps`: the evaluation schedule (`eval_schedule`), saved in config.json.
+    `on_eval(step, state, metrics)`: called after every evaluation; the extra per-run columns it
+    returns go into metrics.csv, so they survive a resume like the metrics do.
+    `step_log`: advance with a per-step logger instead (`StepLog`); its values are written to
+    `<run_dir>/steps.csv` together with metrics.csv and resumed with it.
+    `coords`: constant columns placed after `run` in every row (e.g. a variant's name).
     `memory_limit`: bytes per device to plan waves of runs for (`sweep.build_engine`).
 
     With `resume=True`, an existing run directory is continued from its newest readable
-    checkpoint; a config that differs from the saved one is refused, naming the settings.
+    checkpoint; a config (or evaluation schedule) that differs from the saved one is refused,
+    naming the settings.
     """
     run_dir = check_run_dir(run_dir) if jax.process_index() == 0 else Path(run_dir)
     cfg_path = run_dir / "config.json"
     metrics_path = run_dir / "metrics.csv"
+    steps_path = run_dir / "steps.csv"
+    schedule = eval_schedule(cfg, eval_steps)
     cfg_dict = cfg.to_dict()
     if cfg_path.exists():
         if not resume:
             raise ConfigError(f"{run_dir} already holds a sweep; pass --resume to continue it "
                               f"or choose another --out")
         try:
-            saved = json.loads(cfg_path.read_text())["config"]
+            saved_all = json.loads(cfg_path.read_text())
+            saved = saved_all["config"]
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"{cfg_path} is unreadable ({type(e).__name__}); cannot resume")
         try:  # settings added since the directory was written take their defaults
@@ -271,6 +314,10 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             fs, fc = _flatten(saved), _flatten(cfg_dict)
             shown = ", ".join(f"{k} (saved {fs.get(k)!r}, now {fc.get(k)!r})" for k in diff[:6])
             raise ConfigError(f"cannot resume {run_dir}: config differs in {shown}")
+        saved_schedule = tuple(saved_all.get("eval_steps") or cfg.train.eval_steps())
+        if saved_schedule != schedule:
+            raise ConfigError(f"cannot resume {run_dir}: the evaluation steps differ (saved "
+                              f"{len(saved_schedule)} steps, now {len(schedule)})")
 
     t0 = time.perf_counter()
     engine = sweep.build_engine(cfg, dataset, devices, memory_limit=memory_limit)
@@ -283,7 +330,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     state = sweep.init_state(engine)
     jax.block_until_ready(state)
     check_disk(run_dir, state, cfg.train.keep_checkpoints,
-               metrics_rows=engine.n_runs * len(cfg.train.eval_steps()))
+               metrics_rows=engine.n_runs * len(schedule))
     if resume and writer:
         _remove_stale_temp_files(run_dir, log)
         _set_aside_itemless_checkpoints(run_dir, log)
@@ -292,12 +339,14 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
 
         multihost_utils.sync_global_devices("jgrok.run_sweep.start")
     ckpts = Checkpoints(run_dir, keep=cfg.train.keep_checkpoints)
-    start, rows = 0, []
+    start, rows, step_rows = 0, [], []
     if resume and ckpts.steps():
         step, restored = ckpts.restore_latest(state, warn=lambda m: log("WARNING: " + m))
         if step is not None:
             try:
-                rows = _rows_until(metrics_path, step, engine, cfg, run_dir, log)
+                rows = _rows_until(metrics_path, step, engine, schedule, run_dir, log)
+                if step_log is not None:
+                    step_rows = _read_table_until(steps_path, step, inclusive=False)
             except ConfigError:
                 ckpts.close()
                 raise
@@ -309,23 +358,42 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         if writer:  # with several processes, only process 0 writes files
             mio.write_json(dict(config=cfg_dict, grid=engine.grid, versions=mio.versions(),
                                 n_runs=engine.n_runs, dataset=dataset.name,
+                                **({} if eval_steps is None else dict(eval_steps=schedule)),
                                 **(extra_config or {})), cfg_path)
 
     last_saved = start
-    timing = dict(t_start=time.perf_counter(), step_start=start, setup_s=time.perf_counter() - t0)
+    prefix = dict(coords or {})
+
+    def advance(engine_, st, n, from_step):
+        if step_log is None:
+            return sweep.advance(engine_, st, n)
+        st, values = step_log(engine_, st, n)
+        for i, g in enumerate(engine.grid):
+            for t in range(n):
+                step_rows.append(dict(run=i, **prefix, **g, step=from_step + t,
+                                      **{k: float(v[i, t]) for k, v in values.items()}))
+        return st
+
+    def save_tables():
+        mio.write_csv(pd.DataFrame(rows), metrics_path)
+        if step_log is not None:
+            mio.write_csv(pd.DataFrame(step_rows), steps_path)
 
     def record(step, st, m):
         nonlocal last_saved
         if step == start and rows:
             return  # restored step: its rows are already in the table
-        rows.extend(sweep.metric_rows(engine, step, m))
-        if on_eval is not None:
-            on_eval(step, engine, m, timing)
+        new = sweep.metric_rows(engine, step, m, extra_coords=prefix)
+        extra = on_eval(step, st, m) if on_eval is not None else None
+        for k, values in (extra or {}).items():
+            for row, v in zip(new, values):
+                row[k] = v
+        rows.extend(new)
         # a stop request (SIGTERM/SIGINT) saves where we are, then leaves
         if step > start and (stop.signum is not None
                              or _is_checkpoint_step(step, last_saved, cfg)):
             if writer:
-                mio.write_csv(pd.DataFrame(rows), metrics_path)
+                save_tables()
             ckpts.save(step, st)
             last_saved = step
         if stop.signum is not None:
@@ -333,9 +401,47 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             raise Stopped(stop.signum, step)
 
     with _stop_on_signals() as stop:
-        state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record)
+        state = sweep.run_to_step(engine, state, start, schedule, record, advance_with=advance)
     df = pd.DataFrame(rows)
     if writer:
-        mio.write_csv(df, metrics_path)
+        save_tables()
     ckpts.close()
+    return df
+
+
+def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict,
+                 run_dir: str | os.PathLike, resume: bool = False,
+                 log: Callable[[str], None] = print,
+                 coords: Optional[dict[str, dict]] = None, **kwargs) -> pd.DataFrame:
+    """A sweep of named variants: each variant is a `run_sweep` in `<run_dir>/<name>/`
+    (resumable on its own), with a `variant` column (and the variant's `coords`, if given)
+    after `run`. Returns the tables concatenated, runs renumbered 0.. across the variants, and
+    writes that table to `<run_dir>/metrics.csv`. `datasets`: one for all, or {name: dataset}.
+    Other keyword arguments go to every `run_sweep`."""
+    run_dir = check_run_dir(run_dir)
+    bad = [n for n in variants if not n or "/" in n or n.startswith(".")]
+    if bad:
+        raise ConfigError(f"variant names must be plain folder names, not {bad}")
+    frames = []
+    for name, cfg in variants.items():
+        ds = datasets[name] if isinstance(datasets, dict) else datasets
+        sub = run_dir / name
+        t0 = time.perf_counter()
+        log(f"variant {name}: {len(cfg.sweep.grid())} runs x {cfg.train.steps} steps on "
+            f"{ds.name}")
+        df = run_sweep(cfg, ds, sub, resume=resume and (sub / "config.json").exists(), log=log,
+                       coords=dict(variant=name, **(coords or {}).get(name, {})), **kwargs)
+        log(f"variant {name} done in {time.perf_counter() - t0:.0f}s")
+        frames.append(df)
+    df = concat_variants(frames)
+    if jax.process_index() == 0:
+        mio.write_csv(df, run_dir / "metrics.csv")
+    return df
+
+
+def concat_variants(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Variant tables (each with runs 0..n-1 and a `variant` column) as one table whose runs
+    are numbered 0.. across the variants, in order."""
+    df = pd.concat(frames, ignore_index=True)
+    df["run"] = df.groupby(["variant", "run"], sort=False).ngroup()
     return df

@@ -235,14 +235,20 @@ def metric_rows(engine: Engine, step: int, metrics: dict, extra_coords: Optional
     return rows
 
 
-def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None):
+def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None,
+                advance_with=None):
     """Advance from `start_step` through `eval_steps` (those > start_step), calling
-    `on_eval(step, state, metrics)` after each evaluation. Returns the final state."""
+    `on_eval(step, state, metrics)` after each evaluation. Returns the final state.
+    `advance_with(engine, state, n_steps, from_step)` replaces `advance` (e.g. a per-step
+    logger)."""
     step = start_step
     for s in eval_steps:
         if s < step:
             continue
-        state = advance(engine, state, s - step)
+        if advance_with is None:
+            state = advance(engine, state, s - step)
+        elif s > step:
+            state = advance_with(engine, state, s - step, step)
         step = s
         metrics = evaluate(engine, state)
         if on_eval is not None:

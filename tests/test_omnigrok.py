@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 
-from jgrok import sweep, train
+from jgrok import rundir, sweep, train
 from jgrok.config import ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TrainConfig
-from jgrok.data.omnigrok import (mnist_dataset, omnigrok_eval_steps, omnigrok_preset,
-                                 separable_dataset, train_variant)
+from jgrok.data.omnigrok import mnist_dataset, separable_dataset
+from jgrok.presets import omnigrok_eval_steps, omnigrok_preset, study_variant
 from jgrok.data.split import Dataset
 from jgrok.errors import ConfigError
 from jgrok.models.mlp import DenseMLP
@@ -161,10 +162,11 @@ def test_mse_sigmoid_output_gradient_matches_finite_differences():
                                            atol=1e-10)
 
 
-def test_vmapped_sweep_with_val_rows_equals_runs_one_at_a_time():
+def test_vmapped_sweep_with_val_rows_equals_runs_one_at_a_time(tmp_path):
     ds = _tiny_dataset()
     cfg = _tiny_cfg(steps=20)
-    df = train_variant(cfg, ds, [0, 5, 10, 20], coords=dict(variant="v"))
+    df = rundir.run_variants({"v": cfg}, ds, tmp_path, eval_steps=[0, 5, 10, 20],
+                             log=lambda m: None)
     assert set(df.step) == {0, 5, 10, 20} and (df.variant == "v").all()
     assert df.run.nunique() == 4
     n_val = int(ds.val_rows.sum())
@@ -269,3 +271,39 @@ def test_torch_init_matches_nn_linear_bounds_and_omnigrok_norm():
     assert omnigrok_preset().model.weight_init == "torch"
     with pytest.raises(ConfigError, match="dense MLP only"):
         ModelConfig(kind="mlp", weight_init="torch").validate()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_variants_resume_exactly_and_number_runs_across_variants(tmp_path):
+    """A sweep of named variants killed in its second variant resumes from that variant's
+    checkpoint; the final table equals an uninterrupted one, runs numbered across variants."""
+    ds = _tiny_dataset()
+    base = _tiny_cfg(steps=20)
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, checkpoint_every=5))
+    variants = {"mse": base, "ce": study_variant(base, "cross_entropy")}
+    quiet = dict(eval_steps=[0, 1, 2, 4, 8, 16], log=lambda m: None)
+    full = rundir.run_variants(variants, ds, tmp_path / "full", **quiet)
+
+    def kill_ce_at_16(step, state, m):
+        if step == 16 and len(m["train_acc"]) and kill_ce_at_16.variant == "ce":
+            raise _Killed()
+
+    kill_ce_at_16.variant = None
+    with pytest.raises(_Killed):
+        for name in variants:  # run them one by one to kill inside the second
+            kill_ce_at_16.variant = name
+            rundir.run_variants({name: variants[name]}, ds, tmp_path / "cut",
+                                on_eval=kill_ce_at_16, **quiet)
+    resumed = rundir.run_variants(variants, ds, tmp_path / "cut", resume=True, **quiet)
+    pd.testing.assert_frame_equal(full, resumed, check_exact=True)
+    assert list(full.variant.unique()) == ["mse", "ce"]
+    assert sorted(full.run.unique()) == list(range(8))
+    assert (full[full.variant == "ce"].run >= 4).all()
+    on_disk = pd.read_csv(tmp_path / "cut" / "metrics.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "metrics.csv"), on_disk)
+    with pytest.raises(ConfigError, match="evaluation steps differ"):
+        rundir.run_variants(variants, ds, tmp_path / "cut", resume=True, eval_steps=[0, 20],
+                            log=lambda m: None)

@@ -65,7 +65,7 @@ class Killed(Exception):
 
 
 def kill_at(step):
-    def on_eval(s, engine, m, timing):
+    def on_eval(s, state, m):
         if s == step:
             raise Killed()
     return on_eval

@@ -21,7 +21,7 @@ class Killed(Exception):
 
 
 def _kill_at(step):
-    def on_eval(s, engine, m, timing):
+    def on_eval(s, state, m):
         if s == step:
             raise Killed()
     return on_eval

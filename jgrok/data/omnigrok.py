@@ -13,26 +13,21 @@ and evaluates on the whole held-out set:
 * :func:`separable_dataset` -- a linearly separable two-class Gaussian task with a margin, the
   "trivially generalizable" control.
 
-:func:`omnigrok_preset` is the :class:`ExperimentConfig` of Omnigrok's MNIST script.
+:func:`jgrok.presets.omnigrok_preset` is the :class:`ExperimentConfig` of Omnigrok's MNIST
+script.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
-                          TrainConfig)
 from jgrok.data.split import Dataset
 from jgrok.errors import ConfigError
 
-#: Omnigrok's defaults (scripts/train-mnist-mlp.py)
-OMNIGROK_ALPHA = 7.0
-OMNIGROK_LR = 1e-3
-OMNIGROK_WEIGHT_DECAY = 0.1
-OMNIGROK_BATCH = 256
+#: the number of MNIST training images Omnigrok's script trains on
 OMNIGROK_TRAIN_POINTS = 1000
 
 
@@ -111,77 +106,3 @@ def separable_dataset(n: int = 1000, dim: int = 20, seed: int = 0, margin: float
     y = (sign > 0).astype(np.int32)
     return _with_val(f"separable-d{dim}-m{margin:g}", x[:n].astype(np.float32), y[:n],
                      x[n:].astype(np.float32), y[n:], 2)
-
-
-def omnigrok_eval_steps(steps: int) -> tuple[int, ...]:
-    """Omnigrok's logging schedule: step 0 and every power of two below ``steps``, plus the
-    last step (which their script never logs)."""
-    pts = {0, int(steps)}
-    k = 1
-    while k < steps:
-        pts.add(k)
-        k *= 2
-    return tuple(sorted(pts))
-
-
-def omnigrok_preset(steps: int = 10_000, weight_init: str = "torch") -> ExperimentConfig:
-    """``scripts/train-mnist-mlp.py`` with its defaults: 784-200-200-10 ReLU MLP (depth 3
-    Linear layers), every parameter times alpha = 7, MSE against one-hot outputs (linear
-    read-out), torch AdamW defaults (betas 0.9/0.999, eps 1e-8, no warm-up, constant lr 1e-3),
-    weight decay 0.1, batch 256 from the first 1000 training images (fraction 1.0 of
-    :func:`mnist_dataset`'s pool). Evaluation: ``log_eval`` log-spaced points, which are exactly
-    the powers of two when ``steps`` is a power of two (use :func:`omnigrok_eval_steps` to
-    evaluate at powers of two for any ``steps``). ``weight_init="torch"`` (default) initializes the
-    layers as torch's ``nn.Linear`` does, as the script does before multiplying by alpha (initial
-    global norm 11.7 at alpha 1); ``"default"`` is Flax's init (norm 20.3, sqrt(3) larger)."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ConfigError(f"steps={steps!r} must be a positive integer")
-    steps = int(steps)
-    return ExperimentConfig(
-        task=TaskConfig(),
-        model=ModelConfig(kind="dense", mlp_width=200, mlp_depth=2, mlp_activation="relu",
-                          output_activation="none", weight_init=weight_init),
-        optim=OptimConfig(name="adamw", b1=0.9, b2=0.999, eps=1e-8, warmup_steps=0,
-                          schedule="constant", constant_norm=False),
-        train=TrainConfig(steps=steps, batch_size=OMNIGROK_BATCH, loss="mse",
-                          log_eval=int(math.floor(math.log2(steps))) + 1,
-                          checkpoint_every=steps),
-        sweep=SweepConfig(seeds=(0,), fractions=(1.0,), weight_decays=(OMNIGROK_WEIGHT_DECAY,),
-                          lrs=(OMNIGROK_LR,), init_scales=(OMNIGROK_ALPHA,)))
-
-
-PRESETS: dict[str, Callable[..., ExperimentConfig]] = {"omnigrok_mnist": omnigrok_preset}
-
-
-def train_variant(cfg: ExperimentConfig, dataset: Dataset, eval_steps: Sequence[int],
-                  coords: Optional[dict] = None,
-                  log: Optional[Callable[[str], None]] = None):
-    """Train the grid of ``cfg`` (one vmapped computation) in memory, evaluating at
-    ``eval_steps`` (e.g. :func:`omnigrok_eval_steps`) instead of ``cfg.train``'s schedule.
-    Returns the metrics table with the extra constant columns ``coords`` (e.g. a ``variant``
-    name) placed after ``run``."""
-    import time
-
-    import pandas as pd
-
-    from jgrok import sweep
-
-    steps = sorted({int(s) for s in eval_steps} | {0, cfg.train.steps})
-    if steps[0] < 0 or steps[-1] > cfg.train.steps:
-        raise ConfigError(f"eval steps must lie in [0, {cfg.train.steps}]")
-    engine = sweep.build_engine(cfg, dataset)
-    rows: list = []
-    t0 = time.perf_counter()
-    last = [t0]
-
-    def record(step, _state, m):
-        rows.extend(sweep.metric_rows(engine, step, m, extra_coords=coords))
-        now = time.perf_counter()
-        if log is not None and (now - last[0] > 20 or step == cfg.train.steps):
-            last[0] = now
-            log(f"  step {step}/{cfg.train.steps} ({now - t0:.0f}s): train_acc "
-                f"{np.round(m['train_acc'], 3).tolist()} val_acc "
-                f"{np.round(m['val_acc'], 3).tolist()}")
-
-    sweep.run_to_step(engine, sweep.init_state(engine), 0, steps, record)
-    return pd.DataFrame(rows)
