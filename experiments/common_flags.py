@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jgrok import cli  # noqa: E402
-from jgrok.config import MAX_RUNS, ExperimentConfig  # noqa: E402
-from jgrok.errors import ConfigError  # noqa: E402
+from jgrok import cli
+from jgrok.config import MAX_RUNS, ExperimentConfig
+from jgrok.errors import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "power", "named configuration to start from (jgrok.presets: "

@@ -31,18 +31,18 @@ flags.DEFINE_string("data_dir", "", "folder with the four MNIST IDX files (requi
 flags.DEFINE_string("setup", "script", "Omnigrok's set-up: script (wd 0.1, batch 256) or "
                     "notebook (wd 0.01, batch 200); --weight_decays/--batch_size override it")
 flags.DEFINE_list("alphas", ["1", "7"], "initialisation scales alpha")
-flags.DEFINE_integer("seeds", 2, "number of seeds (0..seeds-1)")
+flags.DEFINE_integer("seeds", 2, "number of seeds (0..seeds-1)", lower_bound=1)
 flags.DEFINE_list("weight_decays", None, "AdamW weight decays (default: the set-up's)")
 flags.DEFINE_list("losses", ["mse"], "losses to run: mse, ce")
 flags.DEFINE_enum("constant_norm", "both", ["false", "true", "both"],
                   "rescale the weights to their initial norm after every step")
-flags.DEFINE_integer("steps", 10_000, "optimization steps")
-flags.DEFINE_integer("n_train", 1000, "first n_train MNIST training images")
+flags.DEFINE_integer("steps", 10_000, "optimization steps", lower_bound=1)
+flags.DEFINE_integer("n_train", 1000, "first n_train MNIST training images", lower_bound=1)
 flags.DEFINE_float("lr", 1e-3, "learning rate")
-flags.DEFINE_integer("batch_size", None, "batch size (default: the set-up's)")
+flags.DEFINE_integer("batch_size", None, "batch size (default: the set-up's)", lower_bound=1)
 flags.DEFINE_integer("eval_every", None, "also evaluate every this many steps (powers of two "
-                     "always)")
-flags.DEFINE_integer("checkpoint_every", 10_000, "checkpoint interval in steps")
+                     "always)", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", 10_000, "checkpoint interval in steps", lower_bound=1)
 flags.DEFINE_enum("weight_init", "torch", ["torch", "default"], "layer init before the alpha "
                   "scaling: torch (nn.Linear's, as Omnigrok's script) or default (Flax's)")
 flags.DEFINE_string("out", "results/omnigrok", "output folder")
@@ -56,9 +56,6 @@ def variants_from_flags() -> dict:
     losses = [s.strip().lower() for s in FLAGS.losses if s.strip()]
     if not losses or any(loss not in ("mse", "ce") for loss in losses):
         raise ConfigError(f"--losses={','.join(FLAGS.losses)!r}: give mse and/or ce")
-    for name in ("seeds", "steps", "n_train", "checkpoint_every"):
-        if getattr(FLAGS, name) < 1:
-            raise ConfigError(f"--{name}={getattr(FLAGS, name)} must be >= 1")
     base = presets.omnigrok_preset(FLAGS.steps, weight_init=FLAGS.weight_init, setup=FLAGS.setup)
     train = dict(checkpoint_every=FLAGS.checkpoint_every)
     if FLAGS.batch_size is not None:
@@ -86,8 +83,6 @@ def main(argv):
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.data_dir:
         raise ConfigError("--data_dir is required: a folder with the four MNIST IDX files")
-    if FLAGS.eval_every is not None and FLAGS.eval_every < 1:
-        raise ConfigError(f"--eval_every={FLAGS.eval_every} must be >= 1")
     variants = variants_from_flags()
     from jgrok.data.omnigrok import mnist_dataset
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from absl import flags  # noqa: E402
-from common_flags import FLAGS, config_from_flags  # noqa: E402
+from absl import flags
+from common_flags import FLAGS, config_from_flags
 
-from jgrok import cli  # noqa: E402
-from jgrok.errors import ConfigError  # noqa: E402
+from jgrok import cli
+from jgrok.errors import ConfigError
 
 flags.DEFINE_list("ops", ["add", "sub", "mul", "div", "x3_plus_xy", "div_odd_sub_even",
                           "group:dihedral_d10"], "operations to survey")

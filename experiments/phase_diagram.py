@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common_flags import (FLAGS, config_from_flags, enable_compilation_cache,  # noqa: E402
+from common_flags import (FLAGS, config_from_flags, enable_compilation_cache,
                           init_distributed)
 
-from jgrok import cli  # noqa: E402
-from jgrok.errors import ConfigError  # noqa: E402
+from jgrok import cli
+from jgrok.errors import ConfigError
 
 
 def main(argv):

@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jgrok import cli  # noqa: E402
-from jgrok.analysis.phases import RULES, PhaseThresholds  # noqa: E402
-from jgrok.errors import ConfigError  # noqa: E402
+from jgrok import cli
+from jgrok.analysis.phases import RULES, PhaseThresholds
+from jgrok.errors import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", "", "run directory holding metrics.csv")

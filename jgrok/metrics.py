@@ -9,7 +9,7 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,11 @@ def write_json(obj, path: str | os.PathLike) -> None:
     atomic_write(path, w)
 
 
-def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
+def read_metrics(path: str | os.PathLike,
+                 required: Sequence[str] = ("run", "step", "train_acc", "val_acc")
+                 ) -> pd.DataFrame:
+    """A table written by `write_csv`, checked to have the `required` columns (one
+    `ConfigError` line otherwise)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"no metrics table at {path}")
@@ -55,7 +59,7 @@ def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
         df = pd.read_csv(path)
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"metrics table {path} is unreadable: {type(e).__name__}: {e}")
-    for col in ("run", "step", "train_acc", "val_acc"):
+    for col in required:
         if col not in df.columns:
             raise ConfigError(f"metrics table {path} has no column {col!r}")
     return df

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -28,6 +27,7 @@ from jgrok.analysis.phases import (CELL_RESULT_COLUMNS, PHASE_LETTERS, PHASES, S
 from jgrok.analysis.phases import first_step_reaching
 from jgrok.analysis.spikes import Spike, detect_spikes, spikes_table
 from jgrok.errors import ConfigError
+from jgrok.metrics import atomic_write, write_csv
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
              "#000000")
@@ -47,20 +47,6 @@ def _stem(path) -> str:
     return root if ext.lower() in (".png", ".pdf") else path
 
 
-def _atomic_write(write, final: str, suffix: str) -> None:
-    folder = os.path.dirname(os.path.abspath(final))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_figure(fig: Figure, path, rc: Optional[dict] = None) -> list[str]:
     """Write `fig` as ``<stem>.png`` and ``<stem>.pdf`` (each atomically) and return the two
     paths; `rc`: matplotlib settings in force while saving."""
@@ -72,7 +58,7 @@ def save_figure(fig: Figure, path, rc: Optional[dict] = None) -> list[str]:
     for ext in ("png", "pdf"):
         final = f"{stem}.{ext}"
         with matplotlib.rc_context(rc or {}):
-            _atomic_write(lambda tmp: fig.savefig(tmp, format=ext, dpi=150), final, "." + ext)
+            atomic_write(final, lambda tmp: fig.savefig(tmp, format=ext, dpi=150))
         out.append(final)
         # the layout computed for the PNG holds for the PDF (same size, point-sized text)
         fig.set_layout_engine("none")
@@ -84,10 +70,10 @@ def _save(fig: Figure, path) -> list[str]:
 
 
 def write_csv_atomic(df: pd.DataFrame, path) -> str:
-    """Write ``df`` to ``path`` as CSV atomically; returns the path."""
-    path = os.fspath(path)
-    _atomic_write(lambda tmp: df.to_csv(tmp, index=False), path, ".csv")
-    return path
+    """Write ``df`` to ``path`` as CSV atomically (`jgrok.metrics.write_csv`); returns the
+    path."""
+    write_csv(df, path)
+    return os.fspath(path)
 
 
 def _new_figure(n_panels: int = 1, panel_size=(3.4, 2.6), ncols: Optional[int] = None):
@@ -538,3 +524,124 @@ def write_all_figures(df, out_dir, thresholds: PhaseThresholds = PhaseThresholds
 __all__ = ["plot_accuracy_curves", "plot_loss_curves", "plot_loss_grid", "plot_phase_diagram",
            "plot_steps_to_generalize", "write_all_figures", "write_csv_atomic",
            "PHASE_COLORS", "OKABE_ITO"]
+
+
+def plot_slingshot(steps_df: pd.DataFrame, spikes: pd.DataFrame, path, variants) -> None:
+    """The slingshot figure (``experiments/slingshot.py``): per variant, the per-step training
+    loss of every run (log scale; triangles at the spikes' peaks) and its last-layer norm
+    (dotted lines where the spikes start)."""
+    colors = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00")
+    fig = Figure(figsize=(11, 2.8 * len(variants)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(variants), 2, squeeze=False)
+    for r, v in enumerate(variants):
+        d = steps_df[steps_df.variant == v]
+        for i, (run, g) in enumerate(d.groupby("run")):
+            c = colors[i % len(colors)]
+            axes[r, 0].plot(g.step, g.loss, color=c, lw=0.6, label=f"seed {g.seed.iloc[0]}")
+            axes[r, 1].plot(g.step, g.last_layer_norm, color=c, lw=0.9)
+            if len(spikes):
+                sp = spikes[(spikes.variant == v) & (spikes.run == run)]
+                axes[r, 0].scatter(sp.peak_step, sp.peak_loss, color=c, marker="v", s=14)
+                for s in sp.step:
+                    axes[r, 1].axvline(s, color=c, lw=0.5, ls=":")
+        axes[r, 0].set_yscale("log")
+        axes[r, 0].set_ylabel(f"{v}\nfull-batch train loss")
+        axes[r, 1].set_ylabel("last-layer norm")
+        axes[r, 0].legend(fontsize=7)
+        for ax in axes[r]:
+            ax.set_xlabel("step")
+            ax.spines["top"].set_visible(False)
+            ax.spines["right"].set_visible(False)
+    axes[0, 0].set_title("per-step loss (triangles: spikes found)", fontsize=9)
+    axes[0, 1].set_title("per-step last-layer norm (dotted: spike starts)", fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+
+
+def _mark_phases(ax, ph):
+    for col, ls in (("memorized", ":"), ("cleanup_start", "--"), ("grokked", "-.")):
+        v = ph[col]
+        if not math.isnan(v):
+            ax.axvline(v, color="k", lw=0.8, ls=ls, alpha=0.7)
+
+
+def plot_progress_measures(df: pd.DataFrame, phases: pd.DataFrame, path) -> None:
+    """Nanda et al.'s progress measures over training, one row of panels per run: train/test
+    loss, restricted and excluded loss, Gini of the Fourier norms, sum of squared weights; the
+    phase boundaries of `jgrok.analysis.measures.phase_boundaries` as vertical lines."""
+    runs = sorted(df.run.unique())
+    fig = Figure(figsize=(13, 2.7 * len(runs)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(runs), 4, squeeze=False)
+    for r, run in enumerate(runs):
+        g = df[df.run == run].sort_values("step")
+        ph = phases[phases.run == run].iloc[0]
+        a = axes[r]
+        a[0].plot(g.step, g.full_train_loss, label="train loss", color="#0072B2")
+        a[0].plot(g.step, g.full_test_loss, label="test loss", color="#D55E00")
+        a[1].plot(g.step, g.full_test_loss, color="#D55E00", lw=0.8, alpha=0.5,
+                  label="test loss")
+        a[1].plot(g.step, g.restricted_loss_final_keys, color="#009E73",
+                  label="restricted (final keys)")
+        a[1].plot(g.step, g.excluded_loss_final_keys, color="#CC79A7",
+                  label="excluded, train (final keys)")
+        a[1].plot(g.step, g.restricted_loss, color="#009E73", ls=":", lw=0.9,
+                  label="restricted (per-eval keys)")
+        a[1].plot(g.step, g.excluded_loss, color="#CC79A7", ls=":", lw=0.9,
+                  label="excluded (per-eval keys)")
+        a[2].plot(g.step, g.gini_embed, label="Gini W_E", color="#0072B2")
+        a[2].plot(g.step, g.gini_unembed, label="Gini W_U", color="#E69F00")
+        a[3].plot(g.step, g.sum_sq_weights, color="k", label="sum of squared weights")
+        for ax in a[:2]:
+            ax.set_yscale("log")
+        a[0].set_ylabel(f"seed {int(g.seed.iloc[0])}\nloss")
+        a[1].set_ylabel("loss")
+        a[2].set_ylabel("Gini of Fourier norms")
+        a[3].set_ylabel("sum of squares")
+        for ax in a:
+            _mark_phases(ax, ph)
+            ax.set_xlabel("step")
+            ax.spines["top"].set_visible(False)
+            ax.spines["right"].set_visible(False)
+        if r == 0:
+            for ax in a:
+                ax.legend(fontsize=6)
+            a[0].legend(handles=a[0].get_legend_handles_labels()[0] + [
+                Line2D([], [], color="k", ls=":", label="memorized (train acc 99%)"),
+                Line2D([], [], color="k", ls="--",
+                       label="clean-up start (test acc > commutation share + 5%)"),
+                Line2D([], [], color="k", ls="-.", label="grokked (test acc 99%)")],
+                fontsize=6)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+
+
+def plot_gromov_ipr(ipr: pd.DataFrame, curve: pd.DataFrame, path) -> None:
+    """Gromov's inverse participation ratio: histograms of the neurons' IPR (x and y halves of
+    the first layer) initial vs final, mean IPR and accuracy over training."""
+    fig = Figure(figsize=(12, 3.2))
+    FigureCanvasAgg(fig)
+    a = fig.subplots(1, 4)
+    bins = np.linspace(0, 1, 41)
+    for ax, half in zip(a[:2], ("x", "y")):
+        for when, color in (("initial", "#999999"), ("final", "#0072B2")):
+            v = ipr[ipr.when == when][f"ipr_{half}"]
+            ax.hist(v, bins=bins, alpha=0.7, color=color, label=f"{when} (median {v.median():.2f})")
+        ax.set_xlabel(f"IPR of neuron's {half}-weights (r=2)")
+        ax.set_ylabel("neurons (all seeds)")
+        ax.legend(fontsize=7)
+    for run, g in curve.groupby("run"):
+        a[2].plot(g.step, g.ipr_mean, label=f"seed {int(g.seed.iloc[0])}")
+        a[3].plot(g.step, g.val_acc, label=f"test, seed {int(g.seed.iloc[0])}")
+        a[3].plot(g.step, g.train_acc, ls=":", color=a[3].lines[-1].get_color())
+    a[2].set_ylabel("mean IPR (x and y halves)")
+    a[3].set_ylabel("accuracy (dotted: train)")
+    for ax in a[2:]:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    for ax in a:
+        ax.spines["top"].set_visible(False)
+        ax.spines["right"].set_visible(False)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))

@@ -157,3 +157,23 @@ def checkpoint_table(df: pd.DataFrame, steps: Sequence[int],
     _require(df, ("step", *metrics))
     sub = df[df["step"].isin(list(steps))]
     return sub.groupby("step", sort=True)[list(metrics)].mean().reset_index()
+
+
+def variants_report(df: pd.DataFrame, keys: Sequence[str], table_steps: Sequence[int],
+                    title: str, extra_md: str = "") -> tuple[pd.DataFrame, str]:
+    """The Markdown report of a sweep of variants: a title, the :func:`summary_table` per group
+    of ``keys``, ``extra_md``, then per group the :func:`checkpoint_table` at ``table_steps``
+    (the course study's format: step x train/test accuracy x weight norm). Returns
+    ``(summary, markdown)``."""
+    from jgrok.metrics import markdown_table
+
+    summary = summary_table(df, keys)
+    parts = [f"# {title}\n", "## Summary (mean over seeds; val_settle_step: median step at "
+             "which val accuracy first comes within 0.01 of its final value)\n",
+             markdown_table(summary, missing="-") + "\n", extra_md]
+    for k, g in df.groupby(list(keys), sort=False):
+        k = k if isinstance(k, tuple) else (k,)
+        label = ", ".join(f"{a}={_fmt(b)}" for a, b in zip(keys, k))
+        parts.append(f"\n## {label} (mean over {g['run'].nunique()} run(s))\n")
+        parts.append(markdown_table(checkpoint_table(g, table_steps), missing="-") + "\n")
+    return summary, "\n".join(parts)

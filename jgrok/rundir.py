@@ -263,7 +263,7 @@ StepLog = Callable[[Any, Any, int], tuple]
 def _read_table_until(path: Path, step: int, inclusive: bool) -> list[dict]:
     if not path.exists():
         return []
-    old = mio.read_metrics(path)
+    old = mio.read_metrics(path, required=("run", "step"))
     at = pd.to_numeric(old["step"], errors="coerce")
     return old[(at <= step) if inclusive else (at < step)].to_dict("records")
 
@@ -319,7 +319,6 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             raise ConfigError(f"cannot resume {run_dir}: the evaluation steps differ (saved "
                               f"{len(saved_schedule)} steps, now {len(schedule)})")
 
-    t0 = time.perf_counter()
     engine = sweep.build_engine(cfg, dataset, devices, memory_limit=memory_limit)
     n_local = engine.n_padded // engine.mesh.devices.size
     # (on CPU, waves of one run are the default, not a memory limit: not worth a line)
@@ -386,8 +385,8 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         new = sweep.metric_rows(engine, step, m, extra_coords=prefix)
         extra = on_eval(step, st, m) if on_eval is not None else None
         for k, values in (extra or {}).items():
-            for row, v in zip(new, values):
-                row[k] = v
+            for row, v in zip(new, values):  # plain Python values: the table reads back equal
+                row[k] = v.item() if hasattr(v, "item") else v
         rows.extend(new)
         # a stop request (SIGTERM/SIGINT) saves where we are, then leaves
         if step > start and (stop.signum is not None
@@ -414,10 +413,11 @@ def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict
                  log: Callable[[str], None] = print,
                  coords: Optional[dict[str, dict]] = None, **kwargs) -> pd.DataFrame:
     """A sweep of named variants: each variant is a `run_sweep` in `<run_dir>/<name>/`
-    (resumable on its own), with a `variant` column (and the variant's `coords`, if given)
-    after `run`. Returns the tables concatenated, runs renumbered 0.. across the variants, and
-    writes that table to `<run_dir>/metrics.csv`. `datasets`: one for all, or {name: dataset}.
-    Other keyword arguments go to every `run_sweep`."""
+    (resumable on its own), with a `variant` column and the variant's `coords`, if given, after
+    `run` (first `variant`, unless `coords` places it). Returns the tables concatenated, runs
+    renumbered 0.. across the variants, and writes that table to `<run_dir>/metrics.csv`.
+    `datasets`: one for all, or {name: dataset}. Other keyword arguments go to every
+    `run_sweep`."""
     run_dir = check_run_dir(run_dir)
     bad = [n for n in variants if not n or "/" in n or n.startswith(".")]
     if bad:
@@ -429,8 +429,10 @@ def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict
         t0 = time.perf_counter()
         log(f"variant {name}: {len(cfg.sweep.grid())} runs x {cfg.train.steps} steps on "
             f"{ds.name}")
+        prefix = dict((coords or {}).get(name, {}))
+        prefix = prefix if "variant" in prefix else dict(variant=name, **prefix)
         df = run_sweep(cfg, ds, sub, resume=resume and (sub / "config.json").exists(), log=log,
-                       coords=dict(variant=name, **(coords or {}).get(name, {})), **kwargs)
+                       coords=prefix, **kwargs)
         log(f"variant {name} done in {time.perf_counter() - t0:.0f}s")
         frames.append(df)
     df = concat_variants(frames)
@@ -439,9 +441,10 @@ def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict
     return df
 
 
-def concat_variants(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Variant tables (each with runs 0..n-1 and a `variant` column) as one table whose runs
-    are numbered 0.. across the variants, in order."""
+def concat_variants(frames: list[pd.DataFrame], by: Sequence[str] = ("variant",)
+                    ) -> pd.DataFrame:
+    """Tables whose runs are numbered 0.. within each group of the columns `by` (a variant) as
+    one table whose runs are numbered 0.. across the groups, in order."""
     df = pd.concat(frames, ignore_index=True)
-    df["run"] = df.groupby(["variant", "run"], sort=False).ngroup()
+    df["run"] = df.groupby([*by, "run"], sort=False).ngroup()
     return df

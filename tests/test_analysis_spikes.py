@@ -130,3 +130,22 @@ def test_jumps_at_float32_rounding_level_are_not_spikes():
     found = detect_spikes(steps, loss, fit_step=0.0)
     assert [s.step for s in found] == [300.0]
     assert detect_spikes(steps, loss, fit_step=0.0, min_peak_loss=1e-9)[0].step == 200.0
+
+
+def test_per_step_spikes_finds_a_planted_spike_and_the_norm_around_it():
+    from jgrok.analysis.spikes import per_step_spikes
+
+    loss = np.full(400, 1e-3)
+    loss[:50] = np.linspace(2.0, 0.02, 50)  # fits (loss < 1e-2) at step 50
+    loss[200:205] = [0.5, 2.0, 1.0, 0.1, 0.01]
+    norm = np.linspace(1.0, 5.0, 400)
+    rows = per_step_spikes(loss, norm, factor=10, window=20, fit_loss=1e-2)
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["fit_step"], r["step"], r["peak_step"]) == (50.0, 200.0, 201.0)
+    assert r["size"] == pytest.approx(2.0 / 1e-3)
+    rate = (5.0 - 1.0) / 399
+    assert r["norm_before"] == pytest.approx(norm[199])
+    assert r["norm_rate_before"] == pytest.approx(rate)
+    assert r["norm_rate_across"] == pytest.approx(rate)
+    assert per_step_spikes(np.ones(100), np.ones(100)) == []  # never fits: no spikes

@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from jgrok import presets, slingshot, sweep, train
@@ -215,3 +216,25 @@ def test_scan_logger_matches_advance_and_train_step(tiny_engine, float64_loss):
         want_n.append(np.asarray(jax.vmap(train.last_layer_norm)(s.params)))
     np.testing.assert_allclose(losses, np.stack(want_l, 1), **tol)
     np.testing.assert_allclose(norms, np.stack(want_n, 1), **tol)
+
+
+def test_commutation_share_counts_swapped_training_pairs():
+    p = 3
+    train_pairs = {(0, 1), (1, 2), (2, 2)}
+    mask = np.array([[(x, y) in train_pairs for y in range(p)] for x in range(p)]).ravel()
+    # test pairs: 6; of them (1, 0) and (2, 1) have their swap in training
+    assert M.commutation_share(mask, p) == pytest.approx(2 / 6)
+    assert M.commutation_share(np.zeros(p * p, bool), p) == 0.0
+
+
+def test_phase_boundaries_follow_the_written_rules():
+    steps = [0, 10, 20, 30, 40]
+    df = pd.DataFrame(dict(
+        run=[0] * 5 + [1] * 5, seed=[0] * 5 + [1] * 5, step=steps * 2,
+        train_acc=[0.1, 0.995, 1, 1, 1] + [0.1, 0.5, 0.6, 0.7, 0.8],
+        val_acc=[0.0, 0.30, 0.36, 0.8, 0.995] + [0.0] * 5))
+    ph = M.phase_boundaries(df, {0: 0.30, 1: 0.30}).set_index("run")
+    # memorized at the first train acc >= 0.99; clean-up when val > share + 0.05 after it
+    assert (ph.loc[0, "memorized"], ph.loc[0, "cleanup_start"], ph.loc[0, "grokked"]) == (
+        10.0, 20.0, 40.0)
+    assert np.isnan(ph.loc[1, ["memorized", "cleanup_start", "grokked"]].astype(float)).all()

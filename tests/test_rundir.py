@@ -175,3 +175,37 @@ def test_bad_out_paths_are_refused_in_one_line(kind, tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
     assert f.read_text() == "finished results\n"  # nothing lost
+
+
+def test_per_step_log_and_hook_columns_resume_exactly(tiny_cfg, tmp_path):
+    """A per-step logger's steps.csv and the extra columns an on_eval hook returns survive a
+    kill and resume: both tables equal those of an uninterrupted sweep."""
+    from jgrok import slingshot
+
+    ds = dataset_for(tiny_cfg)
+
+    def step_log(engine, state, n):
+        state, losses, norms = slingshot.advance_logged(engine, state, n)
+        return state, dict(loss=losses, last_layer_norm=norms)
+
+    def hook(step, state, m):
+        return dict(twice_val_acc=2 * m["val_acc"], step_again=[step] * len(m["val_acc"]))
+
+    def killing_hook(step, state, m):
+        if step == 20:
+            raise Killed()
+        return hook(step, state, m)
+
+    kw = dict(step_log=step_log, log=lambda m: None, coords=dict(variant="v"))
+    full = rundir.run_sweep(tiny_cfg, ds, tmp_path / "full", on_eval=hook, **kw)
+    with pytest.raises(Killed):
+        rundir.run_sweep(tiny_cfg, ds, tmp_path / "cut", on_eval=killing_hook, **kw)
+    resumed = rundir.run_sweep(tiny_cfg, ds, tmp_path / "cut", resume=True, on_eval=hook, **kw)
+    pd.testing.assert_frame_equal(full, resumed, check_exact=True)
+    np.testing.assert_array_equal(full.twice_val_acc, 2 * full.val_acc)
+    assert list(full.columns[:2]) == ["run", "variant"]
+    steps_full = pd.read_csv(tmp_path / "full" / "steps.csv")
+    pd.testing.assert_frame_equal(steps_full, pd.read_csv(tmp_path / "cut" / "steps.csv"))
+    assert len(steps_full) == 4 * 30 and set(steps_full.step) == set(range(30))
+    # the per-step loss at step 0 is the loss of the initial weights on the first batch
+    assert steps_full.loss.notna().all() and (steps_full.last_layer_norm > 0).all()

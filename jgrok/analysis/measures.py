@@ -43,6 +43,8 @@ participation ratio of each hidden neuron's first-layer weights (``x`` and ``y``
 
 from __future__ import annotations
 
+import math
+
 import functools
 from typing import Optional
 
@@ -229,7 +231,8 @@ def sweep_progress_measures(engine, state, n_keys: int = 5, key_source: str = "e
     (a string like ``"14 35 41"``), ready to merge into the tidy metrics table on
     ``(run, step)``. ``freq_masks`` (n_runs or n_padded, p//2+1) fixes each run's key
     frequencies; ``params`` (batched like ``state.params``) replaces the state's parameters
-    (e.g. a stored earlier checkpoint). Training pairs are each run's ``train_mask``; labels
+    (e.g. a stored earlier checkpoint; `state` may then be None, and ``step`` is -1). Training
+    pairs are each run's ``train_mask``; labels
     are the clean answers.
     """
     p = _check_engine(engine)
@@ -249,7 +252,8 @@ def sweep_progress_measures(engine, state, n_keys: int = 5, key_source: str = "e
     out = fn(state.params if params is None else params, engine.inputs, engine.targets,
              engine.run_data.train_mask, mask_arg)
     out = jax.device_get(out)
-    steps = np.asarray(jax.device_get(state.step))
+    steps = (np.asarray(jax.device_get(state.step)) if state is not None
+             else np.full(engine.n_padded, -1))
     rows = []
     for i in range(engine.n_runs):
         row = dict(run=i, step=int(steps[i]))
@@ -306,7 +310,8 @@ def sweep_gromov_ipr(engine, state, r: int = 2, params=None) -> pd.DataFrame:
     ``run, step, neuron, ipr_x, ipr_y, freq_x, freq_y``."""
     p = int(engine.cfg.task.p)
     out = jax.device_get(_batched_ipr(p, int(r))(state.params if params is None else params))
-    steps = np.asarray(jax.device_get(state.step))
+    steps = (np.asarray(jax.device_get(state.step)) if state is not None
+             else np.full(engine.n_padded, -1))
     frames = []
     for i in range(engine.n_runs):
         n = out["ipr_x"].shape[1]
@@ -314,3 +319,51 @@ def sweep_gromov_ipr(engine, state, r: int = 2, params=None) -> pd.DataFrame:
                                         ipr_x=out["ipr_x"][i], ipr_y=out["ipr_y"][i],
                                         freq_x=out["freq_x"][i], freq_y=out["freq_y"][i])))
     return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Nanda et al.'s phases of one run (memorization, circuit formation, clean-up)
+
+#: train accuracy that ends memorization, margin over the commutation share that starts the
+#: clean-up, test accuracy that ends it
+MEM_ACC, CLEAN_MARGIN, GROK_ACC = 0.99, 0.05, 0.99
+
+
+def _first(steps, values, thresh, after=-1):
+    ok = np.flatnonzero((np.asarray(values) >= thresh) & (np.asarray(steps) >= after))
+    return float(steps[ok[0]]) if ok.size else float("nan")
+
+
+def commutation_share(train_mask, p):
+    """Fraction of test pairs (x, y) whose swapped pair (y, x) is a training pair."""
+    tm = np.asarray(train_mask, bool).reshape(p, p)
+    return float((tm.T & ~tm).sum() / max((~tm).sum(), 1))
+
+
+def phase_boundaries(df, shares):
+    """One row per run: memorized, cleanup_start, grokked (rules in the module docstring);
+    ``shares[run]`` is the run's commutation share."""
+    rows = []
+    for run, g in df.groupby("run"):
+        g = g.sort_values("step")
+        s = g.step.to_numpy()
+        mem = _first(s, g.train_acc.to_numpy(), MEM_ACC)
+        clean = (_first(s, g.val_acc.to_numpy(), shares[run] + CLEAN_MARGIN, after=mem)
+                 if not math.isnan(mem) else float("nan"))
+        rows.append(dict(run=run, seed=int(g.seed.iloc[0]), commutation_share=shares[run],
+                         memorized=mem,
+                         cleanup_start=clean, grokked=_first(s, g.val_acc.to_numpy(), GROK_ACC)))
+    return pd.DataFrame(rows)
+
+
+def key_frequency_markdown(final: pd.DataFrame, phases: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Markdown table: per run its final key frequencies (``final``: one row per run with
+    ``key_freqs``), its :func:`phase_boundaries` and its final test accuracy."""
+    lines = ["| seed | run | key frequencies (final, embedding) | memorized | clean-up start | "
+             "grokked | final test acc |", "|---|---|---|---|---|---|---|"]
+    for _, r in final.iterrows():
+        ph = phases[phases.run == r.run].iloc[0]
+        last = df[(df.run == r.run)].sort_values("step").iloc[-1]
+        lines.append(f"| {int(last.seed)} | {int(r.run)} | {r.key_freqs} | {ph.memorized:g} | "
+                     f"{ph.cleanup_start:g} | {ph.grokked:g} | {last.val_acc:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -187,4 +187,41 @@ def spikes_table(df: pd.DataFrame, factor: float = 10.0, window: int = 5,
     return pd.DataFrame(rows, columns=["run", *coords, *SPIKE_COLUMNS[1:]])
 
 
-__all__ = ["Spike", "detect_spikes", "spikes_table", "SPIKE_COLUMNS"]
+def per_step_spikes(loss, norm, factor: float = 10.0, window: int = 50,
+                    fit_loss: float = 1e-2) -> list[dict]:
+    """Spikes of one run's PER-STEP training loss (``loss[t]`` at step ``t``, as recorded by
+    ``jgrok.slingshot.advance_logged``) and the last-layer norm ``norm`` around each.
+
+    Spikes are :func:`detect_spikes` with ``factor`` and ``window``, from the first step whose
+    loss is below ``fit_loss``. With a value at every step, the norm around a spike is measured
+    as rates over ``window`` steps (where :func:`spikes_table`, on evaluations, takes the
+    evaluations just before and after): ``norm_before`` at the step before the spike,
+    ``norm_rate_before`` its growth per step over the ``window`` steps before,
+    ``norm_rate_across`` from just before the spike to ``window`` steps after its end, where
+    ``norm_after`` is taken; ``norm_rel_change = (after - before) / before``."""
+    loss = np.asarray(loss)
+    norm = np.asarray(norm)
+    steps = np.arange(loss.size)
+    below = np.flatnonzero(loss < fit_loss)
+    if not below.size:
+        return []
+    fit = float(steps[below[0]])
+    rows = []
+    w = window
+    for sp in detect_spikes(steps, loss, factor=factor, window=w, fit_step=fit):
+        s, e = int(sp.step), int(sp.end_step)
+        before = norm[max(s - 1, 0)]
+        earlier = norm[max(s - 1 - w, 0)]
+        after = norm[min(e + w, norm.size - 1)]
+        rows.append(dict(fit_step=fit, step=sp.step, peak_step=sp.peak_step,
+                         end_step=sp.end_step, size=sp.size, peak_loss=sp.peak_loss,
+                         baseline_loss=sp.baseline, norm_before=before,
+                         norm_rate_before=(before - earlier) / max(s - 1 - max(s - 1 - w, 0), 1),
+                         norm_rate_across=(after - before) / max(min(e + w, norm.size - 1)
+                                                                 - (s - 1), 1),
+                         norm_after=after,
+                         norm_rel_change=(after - before) / before if before else math.nan))
+    return rows
+
+
+__all__ = ["Spike", "detect_spikes", "per_step_spikes", "spikes_table", "SPIKE_COLUMNS"]
