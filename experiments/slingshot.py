@@ -141,9 +141,7 @@ def main(argv):
                         flags=FLAGS.flag_values_dict(), versions=mio.versions()),
                    os.path.join(FLAGS.out, "config.json"))
     mio.write_csv(steps_df, os.path.join(FLAGS.out, "steps.csv"))
-    eval_df = pd.concat(eval_frames, ignore_index=True)
-    mio.write_csv(eval_df[[c for c in eval_df.columns if c != "variant"] + ["variant"]],
-                  os.path.join(FLAGS.out, "metrics.csv"))
+    mio.write_csv(rundir.concat_variants(eval_frames), os.path.join(FLAGS.out, "metrics.csv"))
     mio.write_csv(spikes_df, os.path.join(FLAGS.out, "spikes.csv"))
     mio.write_csv(summary_df, os.path.join(FLAGS.out, "summary.csv"))
     plot_slingshot(steps_df, spikes_df, os.path.join(FLAGS.out, "slingshot.png"), list(cfgs))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jgrok.config import ExperimentConfig
+from jgrok.schema import METRIC_COLUMNS
 
 
 class RunState(flax.struct.PyTreeNode):
@@ -178,5 +178,4 @@ def evaluate(problem: Problem, inputs, targets, params, data: RunData) -> dict:
                 param_norm=global_norm(params), last_layer_norm=last_layer_norm(params))
 
 
-METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm",
-                "last_layer_norm")
+METRIC_NAMES = METRIC_COLUMNS  # what `evaluate` returns, in the table's order (jgrok.schema)

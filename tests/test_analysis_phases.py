@@ -232,8 +232,8 @@ def _metrics_table():
     for run, (name, frac, seed) in enumerate(spec):
         tr, va = c[name]
         for s, a, b in zip(STEPS, tr, va):
-            rows.append(dict(run=run, step=int(s), seed=seed, split_seed=0, fraction=frac,
-                             weight_decay=1.0, lr=1e-3, alpha=2.0, train_acc=a, val_acc=b,
+            rows.append(dict(run=run, seed=seed, split_seed=0, fraction=frac,
+                             weight_decay=1.0, lr=1e-3, alpha=2.0, step=int(s), train_acc=a, val_acc=b,
                              train_loss=1 - a + 1e-3, val_loss=1 - b + 1e-3, diverged=0))
     return pd.DataFrame(rows)
 

@@ -101,8 +101,8 @@ def _table():
         val = np.where(STEPS >= STEPS[84], 0.99, 0.2)
         norm = np.where(STEPS >= STEPS[82], 5.0, 10.0)
         for i, s in enumerate(STEPS):
-            rows.append(dict(run=run, step=s, seed=run, split_seed=0, fraction=0.5,
-                             weight_decay=1.0, variant="a", train_loss=loss[i],
+            rows.append(dict(run=run, seed=run, split_seed=0, fraction=0.5,
+                             weight_decay=1.0, variant="a", step=s, train_loss=loss[i],
                              train_acc=train_acc[i], val_acc=val[i], val_loss=1.0,
                              last_layer_norm=norm[i]))
     return pd.DataFrame(rows)

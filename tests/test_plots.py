@@ -33,9 +33,9 @@ def synthetic_table(spike=True):
                 vl = 3.0 * (1 - va) + 1e-3
                 norm = 10 + np.log1p(STEPS)
                 for i, s in enumerate(STEPS):
-                    rows.append(dict(run=run, step=int(s), seed=seed, split_seed=0,
+                    rows.append(dict(run=run, seed=seed, split_seed=0,
                                      fraction=frac, weight_decay=wd, lr=1e-3,
-                                     train_loss=tl[i], train_acc=tr[i], val_loss=vl[i],
+                                     step=int(s), train_loss=tl[i], train_acc=tr[i], val_loss=vl[i],
                                      val_acc=va[i], param_norm=norm[i] * 2,
                                      last_layer_norm=norm[i], diverged=0, wall_time=0.1 * i))
                 run += 1

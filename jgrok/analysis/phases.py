@@ -84,16 +84,8 @@ import pandas as pd
 
 from jgrok.errors import ConfigError
 
-METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm",
-                  "last_layer_norm")
-"""Per-evaluation measurements in the metrics table."""
-
-NON_COORDINATE_COLUMNS = frozenset(METRIC_COLUMNS) | {"run", "step", "diverged", "diverged_step",
-                                                       "wall_time"}
-"""Columns of the metrics table that are not grid coordinates."""
-
-SEED_COLUMNS = ("seed", "split_seed")
-"""Coordinates that are replicated over; a grid cell is the other coordinates."""
+# the table layout lives in jgrok.schema
+from jgrok.schema import METRIC_COLUMNS, SEED_COLUMNS, coordinate_columns  # noqa: F401
 
 PHASES = ("confusion", "memorization", "grokking", "slow_rise", "comprehension")
 """The five phases, in the order used for plot legends and count strings."""
@@ -113,11 +105,6 @@ RUN_RESULT_COLUMNS = (
     "plateau_end_step", *SHAPE_NAMES, "final_train_acc", "final_val_acc", "final_step",
     "n_evals", "diverged")
 """Columns that :func:`classify_table` adds next to a run's grid coordinates."""
-
-
-def coordinate_columns(df: pd.DataFrame) -> list[str]:
-    """Grid-coordinate columns of a metrics table, in table order."""
-    return [c for c in df.columns if c not in NON_COORDINATE_COLUMNS]
 
 
 def cell_columns(columns: Sequence[str]) -> list[str]:
