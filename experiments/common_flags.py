@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 
 from absl import flags
-
 
 from jgrok import cli
 from jgrok.config import MAX_RUNS, ExperimentConfig
@@ -16,44 +16,66 @@ from jgrok.errors import ConfigError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "power", "named configuration to start from (jgrok.presets: "
                     "power, cpu_grok, thesis, nanda, gromov); the flags given override it")
-# task
-flags.DEFINE_string("op", "x2_plus_y2", "operation name, or group:<path-to-cayley.csv>")
-flags.DEFINE_integer("p", 97, "modulus (prime for div ops)")
-flags.DEFINE_float("label_noise", 0.0, "fraction of training answers replaced by wrong ones")
-# grid
-flags.DEFINE_list("fractions", ["0.1:0.9:9"], "training fractions: a list or start:stop:num")
-flags.DEFINE_integer("seeds", 1, "number of seeds (0..seeds-1); ignored if --seed_list")
-flags.DEFINE_list("seed_list", [], "explicit init seeds")
-flags.DEFINE_list("split_seeds", [], "split seeds crossed with the init seeds (default: paired)")
-flags.DEFINE_list("weight_decays", ["1.0"], "weight decays")
-flags.DEFINE_list("lrs", ["1e-3"], "learning rates")
-# model
-flags.DEFINE_string("model", "transformer", "transformer | mlp")
-flags.DEFINE_integer("n_layers", 2, "transformer layers")
-flags.DEFINE_integer("d_model", 128, "transformer width (also the MLP embedding size)")
-flags.DEFINE_integer("n_heads", 4, "attention heads")
-flags.DEFINE_integer("d_ff", 0, "FFN width (0: 4 * d_model)")
-flags.DEFINE_integer("mlp_width", 256, "MLP hidden width")
-flags.DEFINE_integer("mlp_depth", 2, "MLP hidden layers")
-flags.DEFINE_string("mlp_activation", "relu", "relu | gelu | quadratic")
-flags.DEFINE_string("mlp_input", "embed", "embed | onehot")
-flags.DEFINE_list("init_scales", ["1.0"], "multiply all initial parameters by these (alpha)")
-# optimizer
-flags.DEFINE_string("optimizer", "adamw", "adamw | adam | sgd")
-flags.DEFINE_float("b1", 0.9, "Adam beta1")
-flags.DEFINE_float("b2", 0.98, "Adam beta2")
-flags.DEFINE_float("eps", 1e-8, "Adam epsilon")
-flags.DEFINE_integer("warmup_steps", 10, "linear warm-up steps")
-flags.DEFINE_string("schedule", "constant", "constant | cosine (after warm-up)")
-flags.DEFINE_bool("decay_to_init", False, "weight decay towards the initial weights")
-# loop
-flags.DEFINE_integer("steps", 100_000, "training steps per run")
-flags.DEFINE_integer("batch_size", -1, "-1: min(512, ceil(N_train/2)) (paper); 0: full batch")
-flags.DEFINE_string("loss", "ce", "ce | mse")
-flags.DEFINE_integer("eval_every", 100, "evaluate every this many steps")
-flags.DEFINE_integer("log_eval", 0, "> 0: this many log-spaced evaluations instead")
-flags.DEFINE_integer("checkpoint_every", 10_000, "checkpoint interval in steps")
-flags.DEFINE_integer("keep_checkpoints", 3, "checkpoint versions kept")
+
+#: config fields whose flag has another name than the field
+FLAG_NAMES = {("model", "kind"): "model", ("optim", "name"): "optimizer"}
+#: fields set by other flags: --seeds=N (seeds 0..N-1) or --seed_list
+OTHER_FLAGS = {("sweep", "seeds")}
+
+
+def _field_flags() -> dict:
+    """One flag per config field, generated from the dataclasses (name, help, type); each
+    defaults to None, which keeps the preset's value. Lists are comma-separated (fractions
+    also start:stop:num); an optional field takes 'none'."""
+    out = {}
+    for section in dataclasses.fields(ExperimentConfig):
+        cls = section.default.__class__
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if (section.name, f.name) in OTHER_FLAGS:
+                continue
+            name = FLAG_NAMES.get((section.name, f.name), f.name)
+            kind = hints[f.name]
+            optional = type(None) in typing.get_args(kind)
+            if optional:
+                kind = next(t for t in typing.get_args(kind) if t is not type(None))
+            helptext = f"{f.metadata['help']} [{section.name}.{f.name}; preset's value if unset]"
+            if typing.get_origin(kind) is tuple:
+                flags.DEFINE_list(name, None, helptext)
+                parse = _list_parser(name, typing.get_args(kind)[0])
+            elif optional:
+                flags.DEFINE_string(name, None, helptext)
+                parse = _optional_parser(name, kind)
+            else:
+                {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                 str: flags.DEFINE_string}[kind](name, None, helptext)
+                parse = None
+            out[name] = (section.name, f.name, parse)
+    return out
+
+
+def _list_parser(name, kind):
+    if kind is float:
+        return lambda v: cli.parse_floats(v, name)
+    return lambda v: cli.parse_ints(v, name)
+
+
+def _optional_parser(name, kind):
+    def parse(v):
+        if v.strip().lower() == "none":
+            return None
+        try:
+            return kind(v)
+        except ValueError:
+            raise ConfigError(f"--{name}={v!r} is not {kind.__name__} or none") from None
+    return parse
+
+
+#: flag -> (config section, field, conversion of the flag value or None)
+FLAG_FIELDS = _field_flags()
+flags.DEFINE_integer("seeds", None, "number of seeds: init seeds 0..seeds-1 [sweep.seeds; "
+                     "preset's value if unset]")
+flags.DEFINE_list("seed_list", None, "explicit init seeds (instead of --seeds)")
 # output
 flags.DEFINE_string("out", "", "run directory (default runs/<op>-<timestamp>)")
 flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest checkpoint")
@@ -112,38 +134,7 @@ def _seeds(_):
     return tuple(range(FLAGS.seeds))
 
 
-def _floats(name):
-    return lambda v: cli.parse_floats(v, name)
-
-
-#: flag -> (config section, field, conversion of the flag value)
-FLAG_FIELDS = {
-    "op": ("task", "op", None), "p": ("task", "p", None),
-    "label_noise": ("task", "label_noise", None),
-    "fractions": ("sweep", "fractions", _floats("fractions")),
-    "seeds": ("sweep", "seeds", _seeds), "seed_list": ("sweep", "seeds", _seeds),
-    "split_seeds": ("sweep", "split_seeds",
-                    lambda v: cli.parse_ints(v, "split_seeds") if v else None),
-    "weight_decays": ("sweep", "weight_decays", _floats("weight_decays")),
-    "lrs": ("sweep", "lrs", _floats("lrs")),
-    "init_scales": ("sweep", "init_scales", _floats("init_scales")),
-    "model": ("model", "kind", None), "n_layers": ("model", "n_layers", None),
-    "d_model": ("model", "d_model", None), "n_heads": ("model", "n_heads", None),
-    "d_ff": ("model", "d_ff", lambda v: v or None),
-    "mlp_width": ("model", "mlp_width", None), "mlp_depth": ("model", "mlp_depth", None),
-    "mlp_activation": ("model", "mlp_activation", None),
-    "mlp_input": ("model", "mlp_input", None),
-    "optimizer": ("optim", "name", None), "b1": ("optim", "b1", None),
-    "b2": ("optim", "b2", None), "eps": ("optim", "eps", None),
-    "warmup_steps": ("optim", "warmup_steps", None), "schedule": ("optim", "schedule", None),
-    "decay_to_init": ("optim", "decay_to_init", None),
-    "steps": ("train", "steps", None),
-    "batch_size": ("train", "batch_size", lambda v: None if v == -1 else v),
-    "loss": ("train", "loss", None), "eval_every": ("train", "eval_every", None),
-    "log_eval": ("train", "log_eval", None),
-    "checkpoint_every": ("train", "checkpoint_every", None),
-    "keep_checkpoints": ("train", "keep_checkpoints", None),
-}
+FLAG_FIELDS.update(seeds=("sweep", "seeds", _seeds), seed_list=("sweep", "seeds", _seeds))
 
 
 def config_from_flags() -> ExperimentConfig:

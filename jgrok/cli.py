@@ -48,6 +48,9 @@ def run_main(main: Callable[[list], None], argv: list | None = None) -> None:
     from absl import flags
 
     argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
+        print(_help(argv[0], full="--helpfull" in argv))
+        sys.exit(0)
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
@@ -64,3 +67,22 @@ def run_main(main: Callable[[list], None], argv: list | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted; finished results are on disk (resume with --resume)", file=sys.stderr)
         sys.exit(130)
+
+
+def _help(script: str, full: bool) -> str:
+    """The flags of the entry point and of the modules beside it (common_flags.py); every
+    flag, absl's own included, with ``full``."""
+    import os
+
+    from absl import flags
+
+    if full:
+        return flags.FLAGS.get_help()
+    here = os.path.dirname(os.path.abspath(script))
+
+    def beside(name):
+        path = getattr(sys.modules.get(name), "__file__", None) or name
+        return os.path.dirname(os.path.abspath(path)) == here
+
+    modules = [m for m in flags.FLAGS.flags_by_module_dict() if beside(m)]
+    return "\n\n".join(flags.FLAGS.module_help(m) for m in modules)

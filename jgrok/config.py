@@ -22,14 +22,22 @@ MAX_WIDTH = 65_536
 """Largest model dimension accepted (widths, heads, layers, sequence length)."""
 
 
+def setting(default, help: str):
+    """A config field with its help text (the command-line flags are generated from the fields,
+    `experiments/common_flags.py`)."""
+    return dataclasses.field(default=default, metadata=dict(help=help))
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """Which dataset. `op` is an operation name (see `jgrok.data.algorithmic.known_ops`),
     `group:<path>` for a Cayley-table CSV."""
 
-    op: str = "x2_plus_y2"
-    p: int = 97
-    label_noise: float = 0.0  # fraction of training answers replaced by random answers
+    op: str = setting(
+        "x2_plus_y2", "operation name (jgrok.data.algorithmic.known_ops), or group:<path> for a "
+        "Cayley-table CSV")
+    p: int = setting(97, "modulus (prime for the div operations)")
+    label_noise: float = setting(0.0, "fraction of training answers replaced by random answers")
 
     def validate(self) -> None:
         if not 0.0 <= self.label_noise < 1.0:
@@ -41,24 +49,30 @@ class ModelConfig:
     """Network shape. `kind` is 'transformer' (Power et al.), 'mlp' (operand MLP for the
     algorithmic tasks) or 'dense' (MLP on feature vectors: MNIST, Wine Quality)."""
 
-    kind: str = "transformer"
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    d_ff: Optional[int] = None  # None: 4 * d_model
-    use_bias: bool = False
-    max_len: int = 8
-    layer_norm: bool = True  # False: no LayerNorm (Nanda et al.'s 1-layer model)
-    positions: str = "sinusoidal"  # sinusoidal | learned
+    kind: str = setting(
+        "transformer", "network: transformer (Power et al.), mlp (operand MLP) or dense (MLP on "
+        "feature vectors)")
+    n_layers: int = setting(2, "transformer layers")
+    d_model: int = setting(128, "transformer width (also the operand MLP's embedding size)")
+    n_heads: int = setting(4, "attention heads")
+    d_ff: Optional[int] = setting(None, "transformer feed-forward width (none: 4 * d_model)")
+    use_bias: bool = setting(False, "biases in the transformer's layers")
+    max_len: int = setting(8, "longest input sequence of the transformer")
+    layer_norm: bool = setting(
+        True, "LayerNorm in the transformer (off: Nanda et al.'s 1-layer model)")
+    positions: str = setting("sinusoidal", "position embeddings: sinusoidal | learned")
     # MLP options
-    mlp_width: int = 256
-    mlp_depth: int = 2  # hidden layers
-    mlp_activation: str = "relu"  # relu | gelu | quadratic | sigmoid | tanh
-    mlp_input: str = "embed"  # embed | onehot
-    output_activation: str = "none"  # none | sigmoid | softmax (applied before the loss)
+    mlp_width: int = setting(256, "MLP hidden width")
+    mlp_depth: int = setting(2, "MLP hidden layers")
+    mlp_activation: str = setting(
+        "relu", "MLP activation: relu | gelu | quadratic | sigmoid | tanh")
+    mlp_input: str = setting("embed", "operand MLP input: embed (learned embeddings) | onehot")
+    output_activation: str = setting(
+        "none", "applied to the outputs before the loss: none | sigmoid | softmax")
     # initialization of the dense MLP's layers: "default" (Flax: LeCun-normal kernels, zero
     # biases) or "torch" (PyTorch nn.Linear: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
-    weight_init: str = "default"
+    weight_init: str = setting(
+        "default", "dense MLP layer init: default (Flax) | torch (nn.Linear's)")
 
     def validate(self) -> None:
         if self.kind not in ("transformer", "mlp", "dense"):
@@ -96,15 +110,16 @@ class ModelConfig:
 class OptimConfig:
     """Optimizer shared by all runs (lr and weight decay are per run, in `SweepConfig`)."""
 
-    name: str = "adamw"  # adamw | adam | sgd
-    b1: float = 0.9
-    b2: float = 0.98
-    eps: float = 1e-8
-    momentum: float = 0.0  # sgd only
-    warmup_steps: int = 10
-    schedule: str = "constant"  # constant | cosine (after warmup)
-    decay_to_init: bool = False  # weight decay pulls towards the initial weights, not zero
-    constant_norm: bool = False  # after each step, rescale the weights to their initial norm
+    name: str = setting("adamw", "optimizer: adamw | adam | sgd")
+    b1: float = setting(0.9, "Adam beta1")
+    b2: float = setting(0.98, "Adam beta2")
+    eps: float = setting(1e-8, "Adam epsilon")
+    momentum: float = setting(0.0, "SGD momentum")
+    warmup_steps: int = setting(10, "linear learning-rate warm-up steps")
+    schedule: str = setting("constant", "learning rate after the warm-up: constant | cosine")
+    decay_to_init: bool = setting(False, "weight decay pulls towards the initial weights, not zero")
+    constant_norm: bool = setting(
+        False, "after each step, rescale the weights to their initial global norm")
 
     def validate(self) -> None:
         if self.name not in ("adamw", "adam", "sgd"):
@@ -119,13 +134,14 @@ class OptimConfig:
 class TrainConfig:
     """Loop settings shared by all runs."""
 
-    steps: int = 100_000
-    batch_size: Optional[int] = None  # None: min(512, ceil(N_train / 2)); 0: full batch
-    loss: str = "ce"  # ce | mse
-    eval_every: int = 100
-    log_eval: int = 0  # > 0: this many log-spaced eval points instead of every eval_every
-    checkpoint_every: int = 10_000
-    keep_checkpoints: int = 3
+    steps: int = setting(100_000, "training steps per run")
+    batch_size: Optional[int] = setting(
+        None, "batch size (none: min(512, ceil(N_train / 2)), the paper's rule; 0: full batch)")
+    loss: str = setting("ce", "loss: ce | mse (against one-hot answers)")
+    eval_every: int = setting(100, "evaluate every this many steps")
+    log_eval: int = setting(0, "> 0: this many log-spaced evaluations instead of every eval_every")
+    checkpoint_every: int = setting(10_000, "checkpoint interval in steps")
+    keep_checkpoints: int = setting(3, "checkpoint versions kept")
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -168,13 +184,15 @@ class SweepConfig:
     as in the paper, where each seed gives a new split and a new initialisation.
     """
 
-    seeds: tuple[int, ...] = (0,)
-    split_seeds: Optional[tuple[int, ...]] = None
-    fractions: tuple[float, ...] = (0.5,)
-    weight_decays: tuple[float, ...] = (1.0,)
-    lrs: tuple[float, ...] = (1e-3,)
+    seeds: tuple[int, ...] = setting((0,), "init seeds")
+    split_seeds: Optional[tuple[int, ...]] = setting(
+        None, "split seeds crossed with the init seeds (none: paired, split seed = init seed)")
+    fractions: tuple[float, ...] = setting((0.5,), "training fractions")
+    weight_decays: tuple[float, ...] = setting((1.0,), "weight decays")
+    lrs: tuple[float, ...] = setting((1e-3,), "learning rates")
     # every initial parameter, biases included, multiplied by this (Omnigrok's alpha)
-    init_scales: tuple[float, ...] = (1.0,)
+    init_scales: tuple[float, ...] = setting(
+        (1.0,), "every initial parameter multiplied by these (Omnigrok's alpha)")
 
     def validate(self) -> None:
         for name in ("seeds", "fractions", "weight_decays", "lrs", "init_scales"):

@@ -57,10 +57,27 @@ def test_given_flags_override_the_preset_and_the_rest_is_kept(parse_flags):
     assert cfg.model == base.model and cfg.optim == base.optim
     assert cfg.sweep.fractions == base.sweep.fractions
     assert dataclasses.replace(cfg.train, steps=base.train.steps) == base.train
-    # --seed_list wins over --seeds; the sentinel values still mean what they meant
-    cfg = parse_flags("--preset=nanda", "--seed_list=3,5", "--batch_size=-1", "--d_ff=0")
+    # --seed_list wins over --seeds; optional settings take "none"
+    cfg = parse_flags("--preset=nanda", "--seed_list=3,5", "--batch_size=none", "--d_ff=None")
     assert cfg.sweep.seeds == (3, 5) and cfg.train.batch_size is None and cfg.model.d_ff is None
     assert cfg.model.layer_norm is False  # from the preset: no flag given for it
+    assert parse_flags("--preset=nanda", "--d_ff=64", "--layer_norm").model == dataclasses.replace(
+        presets.get("nanda").model, d_ff=64, layer_norm=True)
+
+
+def test_every_config_field_has_exactly_one_flag(parse_flags):
+    """The flags are generated from the dataclasses: every field of every section is reachable
+    from the command line, under its own name (or the one FLAG_NAMES gives it)."""
+    import common_flags
+
+    fields = {(sec.name, f.name) for sec in dataclasses.fields(ExperimentConfig)
+              for f in dataclasses.fields(sec.default.__class__)}
+    covered = {(sec, field) for sec, field, _ in common_flags.FLAG_FIELDS.values()}
+    assert covered == fields
+    assert len({f for f in common_flags.FLAG_FIELDS if f != "seed_list"}) == len(fields)
+    # a setting without a hand-written flag before: the init of the dense MLP, the momentum
+    cfg = parse_flags("--preset=cpu_grok", "--momentum=0.5", "--positions=learned")
+    assert (cfg.optim.momentum, cfg.model.positions) == (0.5, "learned")
 
 
 def test_unknown_preset_flag_is_refused(parse_flags):
