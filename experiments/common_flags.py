@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 
 from absl import flags
@@ -90,40 +89,6 @@ flags.DEFINE_string("coordinator", "", "host:port of process 0; set to run one s
                     "several processes (jax.distributed)")
 flags.DEFINE_integer("num_processes", 1, "number of processes (with --coordinator)")
 flags.DEFINE_integer("process_id", 0, "this process's index in [0, num_processes)")
-
-
-def enable_compilation_cache() -> None:
-    """Point JAX's persistent compilation cache at ~/.cache/jgrok/jax (unless
-    $JAX_COMPILATION_CACHE_DIR names another folder or --nocompilation_cache)."""
-    if not FLAGS.compilation_cache:
-        return
-    import jax
-
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir",
-                          os.path.join(os.path.expanduser("~"), ".cache", "jgrok", "jax"))
-    if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
-def init_distributed() -> None:
-    """`jax.distributed.initialize` from --coordinator/--num_processes/--process_id; must run
-    before anything else uses JAX. Without --coordinator: nothing (one process), except on
-    TPU pods and SLURM/Open MPI clusters, where `--coordinator=auto` lets JAX detect them."""
-    if not FLAGS.coordinator:
-        return
-    import jax
-
-    if FLAGS.coordinator == "auto":
-        jax.distributed.initialize()
-        return
-    if FLAGS.num_processes < 1 or not 0 <= FLAGS.process_id < FLAGS.num_processes:
-        raise ConfigError(f"--process_id={FLAGS.process_id} must be in [0, "
-                          f"--num_processes={FLAGS.num_processes})")
-    # CPU processes exchange arrays through gloo (GPUs and TPUs use their own collectives)
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
 def _seeds(_):

@@ -5,14 +5,12 @@
     python experiments/mnist_variants.py --data_dir=/path/to/mnist --wine_dir=/path/to/wine \
         --steps=10000 --seeds=2 --out=results/mnist_variants
 
-Parts: ``mnist`` (784-200-200-10 MLP at alpha ``--alpha``, AdamW lr 1e-3 wd 0.1, batch 256,
-1000 training / 10k test images), ``wine`` (the same on Wine Quality, ``--wine_color``) and
-``control`` (MSE + linear output vs cross-entropy at alpha 1 and ``--alpha`` on MNIST 0-vs-1
-and a linearly separable task; each run classified by `jgrok.analysis.phases`). Every variant
-is a resumable run directory <out>/<part>/[<task>/]<variant>/ (`--resume`); evaluations at
-powers of two and every ``--table_every`` steps. Per part: metrics.csv, tables.md (the
-study's format: step x train/test accuracy x weight norm), summary.csv, acc_norm.png/.pdf
-and, for the control, phases.csv.
+Parts: ``mnist`` (784-200-200-10 MLP at alpha ``--alpha``, 1000 training / 10k test images),
+``wine`` (Wine Quality, ``--wine_color``) and ``control`` (MSE + linear output vs CE at alpha 1
+and ``--alpha`` on MNIST 0-vs-1 and a separable task, classified by `jgrok.analysis.phases`).
+Each variant is a resumable run directory <out>/<part>/[<task>/]<variant>/ (`--resume`). Per
+part: metrics.csv, tables.md (the study's step x accuracy x norm format), summary.csv,
+acc_norm.png/.pdf and, for the control, phases.csv.
 """
 
 from __future__ import annotations
@@ -55,22 +53,16 @@ PARTS = ("mnist", "wine", "control")
 CONTROL_VARIANTS = {"mse_linear": "baseline", "cross_entropy": "cross_entropy"}
 
 
-def configs(names: dict, alphas, steps: int) -> dict:
-    """{variant: config} for {variant: study variant name}, at these alphas and steps."""
-    from jgrok import presets
+def train(dataset, names: dict, alphas, steps: int, out: str):
+    """Train {variant: study variant name} on `dataset` at these alphas and steps."""
+    from jgrok import presets, rundir
 
     base = presets.omnigrok_preset(steps, weight_init=FLAGS.weight_init)
     base = dataclasses.replace(
         base, train=dataclasses.replace(base.train, checkpoint_every=FLAGS.checkpoint_every),
         sweep=dataclasses.replace(base.sweep, seeds=tuple(range(FLAGS.seeds)),
                                   init_scales=tuple(alphas)))
-    return {v: presets.study_variant(base, s) for v, s in names.items()}
-
-
-def train(dataset, names: dict, alphas, steps: int, out: str):
-    from jgrok import presets, rundir
-
-    cfgs = configs(names, alphas, steps)
+    cfgs = {v: presets.study_variant(base, s) for v, s in names.items()}
     schedule = set(presets.omnigrok_eval_steps(steps)) | set(range(0, steps + 1,
                                                                    FLAGS.table_every))
     coords = {v: dict(task=dataset.name, variant=v,
@@ -101,8 +93,6 @@ def part_variants(dataset, out: str):
 
 
 def part_control(tasks, out: str):
-    import pandas as pd
-
     from jgrok import metrics as mio
     from jgrok import rundir
     from jgrok.analysis.phases import PhaseThresholds, classify_table
@@ -119,7 +109,7 @@ def part_control(tasks, out: str):
     mio.write_csv(phases, os.path.join(out, "phases.csv"))
     mio.write_csv(df, os.path.join(out, "metrics.csv"))
     md = (f"\n## Phase classification ({th.describe()}; delay = gen_step - fit_step)\n\n"
-          + mio.markdown_table(pd.DataFrame(phases), missing="-") + "\n")
+          + mio.markdown_table(phases, missing="-") + "\n")
     report(df, out, FLAGS.control_steps, "Control: linear output + MSE + large alpha on easily "
            "generalizable tasks", ["task", "variant", "init_scale"], ["task", "variant"], md)
 
@@ -136,12 +126,11 @@ def main(argv):
     if unknown:
         raise ConfigError(f"unknown parts or variants {unknown}; parts: {', '.join(PARTS)}; "
                           f"variants: {', '.join(presets.STUDY_VARIANTS)}")
-    if ("mnist" in parts or "control" in parts) and not FLAGS.data_dir:
-        raise ConfigError("--data_dir is required for parts mnist and control")
-    if "wine" in parts and not FLAGS.wine_dir:
-        raise ConfigError("--wine_dir is required for part wine")
-    # load every data set first: a missing file fails before any training
-    data = {}
+    if not FLAGS.data_dir and {"mnist", "control"} & set(parts) or not FLAGS.wine_dir and \
+            "wine" in parts:
+        raise ConfigError("--data_dir is required for parts mnist and control, --wine_dir for "
+                          "part wine")
+    data = {}  # every data set first: a missing file fails before any training
     if "mnist" in parts:
         data["mnist"] = mnist_dataset(FLAGS.data_dir, n_train=FLAGS.n_train)
     if "wine" in parts:
@@ -150,13 +139,11 @@ def main(argv):
         data["control"] = [mnist_dataset(FLAGS.data_dir, n_train=FLAGS.n_train, classes=(0, 1)),
                            separable_dataset(n=FLAGS.n_train, dim=FLAGS.separable_dim, seed=0,
                                              margin=FLAGS.separable_margin)]
-    t0 = time.perf_counter()
     for part in parts:
-        tp = time.perf_counter()
-        (part_control if part == "control" else part_variants)(data[part],
-                                                               os.path.join(FLAGS.out, part))
-        print(f"part {part} done in {time.perf_counter() - tp:.0f}s", flush=True)
-    print(f"total wall time {time.perf_counter() - t0:.0f}s", flush=True)
+        t0 = time.perf_counter()
+        run = part_control if part == "control" else part_variants
+        run(data[part], os.path.join(FLAGS.out, part))
+        print(f"part {part} done in {time.perf_counter() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

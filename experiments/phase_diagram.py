@@ -16,8 +16,7 @@ import datetime
 import os
 import time
 
-from common_flags import (FLAGS, config_from_flags, enable_compilation_cache,
-                          init_distributed)
+from common_flags import FLAGS, config_from_flags
 
 from jgrok import cli
 from jgrok.errors import ConfigError
@@ -27,7 +26,7 @@ def main(argv):
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = config_from_flags()
-    init_distributed()  # before any other use of JAX
+    cli.init_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)  # first
     # data first: a bad op or modulus fails before JAX starts up
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
@@ -35,7 +34,8 @@ def main(argv):
     task = make_task(cfg.task.op, cfg.task.p)
     dataset = dataset_from_task(task)
 
-    enable_compilation_cache()  # imports JAX: after the input checks, so bad input fails fast
+    # imports JAX: after the input checks, so bad input fails fast
+    cli.enable_compilation_cache(FLAGS.compilation_cache)
     import jax
 
     from jgrok import rundir

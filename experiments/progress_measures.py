@@ -3,20 +3,13 @@
     python experiments/progress_measures.py --p=53 --steps=4000 --seeds=3 --out=results/progress
     python experiments/progress_measures.py --preset=gromov --out=results/progress/gromov
 
-``--preset=nanda`` (default) trains `jgrok.presets.nanda_preset` (1-layer transformer, no
-LayerNorm, full-batch AdamW) at a CPU size (p = 53, 4000 steps unless given) and at every
-evaluation adds `jgrok.analysis.measures.sweep_progress_measures` to metrics.csv (restricted
-and excluded loss, Gini of the embedding / unembedding Fourier norms, sum of squared weights,
-key frequencies chosen at that evaluation). After training, each run's final key frequencies
-are applied to the weights of every evaluation, as Nanda et al. plot them
-(``restricted_loss_final_keys``, ``excluded_loss_final_keys``; the weights are kept in
-``<out>/param_snapshots/``). Phase boundaries (`measures.phase_boundaries`) go to phases.csv,
-key_frequencies.md and progress_measures.png.
-
-``--preset=gromov`` trains `jgrok.presets.gromov_preset` (quadratic MLP on one-hot inputs,
-MSE; p = 97, 3000 steps unless given) and writes ipr.csv (IPR and dominant frequency of each
-neuron's x and y first-layer weights, initial and final), ipr_curve.csv and gromov_ipr.png.
-
+``--preset=nanda`` trains `jgrok.presets.nanda_preset` at a CPU size (p = 53, 4000 steps
+unless given) and adds `jgrok.analysis.measures.sweep_progress_measures` to metrics.csv at
+every evaluation; after training, each run's final key frequencies are applied to the weights
+of every evaluation (kept in <out>/param_snapshots/), as Nanda et al. plot them. Writes
+phases.csv (`measures.phase_boundaries`), key_frequencies.md, progress_measures.png.
+``--preset=gromov`` trains `jgrok.presets.gromov_preset` (p = 97, 3000 steps unless given) and
+writes ipr.csv (each neuron's IPR, initial and final), ipr_curve.csv and gromov_ipr.png.
 `--out` is a resumable run directory (`jgrok.rundir.run_sweep`; `--resume` continues it).
 """
 
@@ -75,7 +68,6 @@ def config():
 def run_nanda(cfg, dataset, out):
     import jax
     import numpy as np
-    import pandas as pd
 
     from jgrok import metrics as mio
     from jgrok import plots, rundir, sweep
@@ -86,13 +78,7 @@ def run_nanda(cfg, dataset, out):
     snapshots = os.path.join(out, "param_snapshots")
 
     def on_eval(step, state, m):
-        leaves = [np.asarray(a) for a in jax.tree.leaves(jax.device_get(state.params))]
-
-        def write(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez(fh, *leaves)
-
-        mio.atomic_write(os.path.join(snapshots, f"{step}.npz"), write)
+        measures.save_params(state.params, os.path.join(snapshots, f"{step}.npz"))
         f = measures.sweep_progress_measures(engine, state, FLAGS.n_keys, FLAGS.key_source)
         return {c: f[c].tolist() for c in (*measures.MEASURE_COLUMNS, "key_freqs")}
 
@@ -101,23 +87,7 @@ def run_nanda(cfg, dataset, out):
     else:
         df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=on_eval,
                               extra_config=dict(flags=FLAGS.flag_values_dict()))
-        # Nanda et al.'s convention: the final key frequencies applied to every evaluation
-        final = df[df.step == df.step.max()].sort_values("run")
-        masks = np.zeros((engine.n_padded, p // 2 + 1), bool)
-        for i, ks in enumerate(final.key_freqs.astype(str)):
-            masks[i, [int(k) for k in ks.split()]] = True
-        treedef = jax.tree.structure(sweep.init_state(engine).params)
-        fixed = []
-        for step in sorted(df.step.unique()):
-            with np.load(os.path.join(snapshots, f"{step}.npz")) as z:
-                params = jax.tree.unflatten(treedef, [z[f"arr_{i}"] for i in range(len(z))])
-            f = measures.sweep_progress_measures(engine, None, FLAGS.n_keys, freq_masks=masks,
-                                                 params=engine.shard_runs(params))
-            fixed.append(f.assign(step=int(step))[["run", "step", "restricted_loss",
-                                                   "excluded_loss"]])
-        df = df.merge(pd.concat(fixed).rename(columns=dict(
-            restricted_loss="restricted_loss_final_keys",
-            excluded_loss="excluded_loss_final_keys")), on=["run", "step"])
+        df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys)
         mio.write_csv(df, os.path.join(out, "metrics.csv"))
     df["key_freqs"] = df["key_freqs"].astype(str)
     masks = np.asarray(jax.device_get(engine.run_data.train_mask))
@@ -157,12 +127,7 @@ def run_gromov(cfg, dataset, out):
     mio.write_csv(ipr, os.path.join(out, "ipr.csv"))
     mio.write_csv(curve, os.path.join(out, "ipr_curve.csv"))
     plots.plot_gromov_ipr(ipr, curve, os.path.join(out, "gromov_ipr.png"))
-    f, i = ipr[ipr.when == "final"], ipr[ipr.when == "initial"]
-    print(f"median IPR initial x {i.ipr_x.median():.3f} y {i.ipr_y.median():.3f}; final x "
-          f"{f.ipr_x.median():.3f} y {f.ipr_y.median():.3f}; final neurons with IPR>0.5 "
-          f"(x,y): {(f.ipr_x > 0.5).mean():.2f}, {(f.ipr_y > 0.5).mean():.2f}; same dominant "
-          f"frequency in x and y: {(f.freq_x == f.freq_y).mean():.2f} (initial "
-          f"{(i.freq_x == i.freq_y).mean():.2f})")
+    print(measures.ipr_summary(ipr))
 
 
 def main(argv):

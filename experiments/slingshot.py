@@ -10,18 +10,11 @@ Trains a small Nanda-style transformer (``jgrok.presets.nanda_preset`` with smal
 * ``f64``: epsilon ``--eps`` with the cross-entropy's log-sum-exp in float64
   (``jgrok.slingshot.advance_logged(..., float64_loss=True)``).
 
-Each variant is one sweep over ``--seeds`` seeds in its own resumable run directory
-``<out>/<variant>/`` (``jgrok.rundir.run_sweep`` with a per-step logger; ``--resume`` continues
-it), advanced in chunks of ``--chunk`` steps with ``jgrok.slingshot.advance_logged``, which
-records the full-batch training loss and the last-layer norm at EVERY step inside one jitted
-``lax.scan``; accuracy is evaluated after every chunk. Spikes are found in the per-step loss
-with ``jgrok.analysis.spikes.per_step_spikes`` (``--factor`` times the median of the previous
-``--window`` steps, from the first step whose loss is below ``--fit_loss``).
-
-Outputs in ``--out``: ``config.json``, ``steps.csv`` (variant, run, seed, step, loss,
-last_layer_norm), ``metrics.csv`` (per-chunk evaluation), ``spikes.csv`` (one row per spike
-with the last-layer norm growth before / across it), ``summary.csv`` and ``slingshot.png``.
-"""
+Each variant is a resumable run directory <out>/<variant>/ (`jgrok.rundir.run_sweep` with the
+per-step logger `jgrok.slingshot.advance_logged`: training loss and last-layer norm at EVERY
+step; accuracy every ``--chunk`` steps; ``--resume`` continues). Spikes: per-step
+`jgrok.analysis.spikes.per_step_spikes`. Writes <out>/steps.csv, metrics.csv, spikes.csv,
+summary.csv and slingshot.png."""
 
 from __future__ import annotations
 

@@ -86,3 +86,40 @@ def _help(script: str, full: bool) -> str:
 
     modules = [m for m in flags.FLAGS.flags_by_module_dict() if beside(m)]
     return "\n\n".join(flags.FLAGS.module_help(m) for m in modules)
+
+
+def enable_compilation_cache(enabled: bool = True) -> None:
+    """Point JAX's persistent compilation cache at ~/.cache/jgrok/jax (unless
+    $JAX_COMPILATION_CACHE_DIR names another folder), so a resumed or repeated sweep does not
+    compile again; nothing if not `enabled` (--nocompilation_cache)."""
+    if not enabled:
+        return
+    import os
+
+    import jax
+
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir",
+                          os.path.join(os.path.expanduser("~"), ".cache", "jgrok", "jax"))
+    if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def init_distributed(coordinator: str, num_processes: int = 1, process_id: int = 0) -> None:
+    """`jax.distributed.initialize` (--coordinator/--num_processes/--process_id); must run
+    before anything else uses JAX. Without a coordinator: nothing (one process); "auto" lets
+    JAX detect TPU pods and SLURM/Open MPI clusters."""
+    if not coordinator:
+        return
+    import jax
+
+    if coordinator == "auto":
+        jax.distributed.initialize()
+        return
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ConfigError(f"--process_id={process_id} must be in [0, "
+                          f"--num_processes={num_processes})")
+    # CPU processes exchange arrays through gloo (GPUs and TPUs use their own collectives)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)

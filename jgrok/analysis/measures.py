@@ -44,6 +44,7 @@ participation ratio of each hidden neuron's first-layer weights (``x`` and ``y``
 from __future__ import annotations
 
 import math
+import os
 
 import functools
 from typing import Optional
@@ -367,3 +368,63 @@ def key_frequency_markdown(final: pd.DataFrame, phases: pd.DataFrame, df: pd.Dat
         lines.append(f"| {int(last.seed)} | {int(r.run)} | {r.key_freqs} | {ph.memorized:g} | "
                      f"{ph.cleanup_start:g} | {ph.grokked:g} | {last.val_acc:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Nanda et al.'s convention: each run's FINAL key frequencies applied to every evaluation
+
+def save_params(params, path) -> None:
+    """Write a batch of parameters (a pytree) to ``path`` as an .npz of its leaves, atomically."""
+    from jgrok.metrics import atomic_write
+
+    leaves = [np.asarray(a) for a in jax.tree.leaves(jax.device_get(params))]
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, *leaves)
+
+    atomic_write(path, write)
+
+
+def load_params(path, like):
+    """The parameters written by :func:`save_params`, in the tree structure of ``like``."""
+    with np.load(path) as z:
+        return jax.tree.unflatten(jax.tree.structure(like),
+                                  [z[f"arr_{i}"] for i in range(len(z.files))])
+
+
+def with_final_key_losses(engine, df: pd.DataFrame, snapshot_dir, n_keys: int) -> pd.DataFrame:
+    """``df`` (a metrics table with the per-evaluation ``key_freqs``) plus
+    ``restricted_loss_final_keys`` and ``excluded_loss_final_keys``: the restricted and excluded
+    loss of the weights of every evaluation (read from ``<snapshot_dir>/<step>.npz``, written
+    by :func:`save_params`) with each run's key frequencies at the last evaluation."""
+    from jgrok import sweep
+
+    p = _check_engine(engine)
+    final = df[df.step == df.step.max()].sort_values("run")
+    masks = np.zeros((engine.n_padded, p // 2 + 1), bool)
+    for i, ks in enumerate(final.key_freqs.astype(str)):
+        masks[i, [int(k) for k in ks.split()]] = True
+    like = sweep.init_state(engine).params
+    fixed = []
+    for step in sorted(df.step.unique()):
+        params = load_params(os.path.join(snapshot_dir, f"{int(step)}.npz"), like)
+        f = sweep_progress_measures(engine, None, n_keys, freq_masks=masks,
+                                    params=engine.shard_runs(params))
+        fixed.append(f.assign(step=int(step))[["run", "step", "restricted_loss",
+                                               "excluded_loss"]])
+    return df.merge(pd.concat(fixed).rename(columns=dict(
+        restricted_loss="restricted_loss_final_keys",
+        excluded_loss="excluded_loss_final_keys")), on=["run", "step"])
+
+
+def ipr_summary(ipr: pd.DataFrame) -> str:
+    """One line on a table of :func:`sweep_gromov_ipr` rows marked ``when`` = initial / final:
+    median IPR, the share of neurons with IPR > 0.5, and of neurons whose x and y weights have
+    the same dominant frequency."""
+    f, i = ipr[ipr.when == "final"], ipr[ipr.when == "initial"]
+    return (f"median IPR initial x {i.ipr_x.median():.3f} y {i.ipr_y.median():.3f}; final x "
+            f"{f.ipr_x.median():.3f} y {f.ipr_y.median():.3f}; final neurons with IPR>0.5 "
+            f"(x,y): {(f.ipr_x > 0.5).mean():.2f}, {(f.ipr_y > 0.5).mean():.2f}; same dominant "
+            f"frequency in x and y: {(f.freq_x == f.freq_y).mean():.2f} (initial "
+            f"{(i.freq_x == i.freq_y).mean():.2f})")
