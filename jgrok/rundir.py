@@ -35,7 +35,7 @@ import jax
 import pandas as pd
 
 from jgrok import metrics as mio
-from jgrok import sweep
+from jgrok import reporting, sweep
 from jgrok.checkpoint import Checkpoints
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset
@@ -243,9 +243,14 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
               resume: bool = False, log: Callable[[str], None] = print, devices=None,
               extra_config: Optional[dict] = None,
               on_eval: Optional[Callable] = None,
-              memory_limit: Optional[int] = None) -> pd.DataFrame:
+              memory_limit: Optional[int] = None,
+              progress: Optional[reporting.ProgressOptions] = reporting.ProgressOptions(),
+              tensorboard: bool = False) -> pd.DataFrame:
     """Train the grid of `cfg` on `dataset`, writing into `run_dir`. Returns the metrics table.
     `memory_limit`: bytes per device to plan waves of runs for (`sweep.build_engine`).
+    `progress`: how to report progress (`jgrok.reporting`: an estimate from the first timed
+    steps, then a bar or plain lines with ETA and fitted/generalized/diverged counts); None:
+    silent. `tensorboard`: also write per-cell aggregates to `<run_dir>/tensorboard`.
 
     With `resume=True`, an existing run directory is continued from its newest readable
     checkpoint; a config that differs from the saved one is refused, naming the settings.
@@ -313,27 +318,68 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
 
     last_saved = start
     timing = dict(t_start=time.perf_counter(), step_start=start, setup_s=time.perf_counter() - t0)
+    # --- progress and live logs (jgrok.reporting) ---
+    eval_steps = cfg.train.eval_steps()
+    reporter = board = pacer = None
+    if progress is not None and writer:
+        platform = engine.mesh.devices.flat[0].platform
+        # on a CPU, evaluating a big grid takes minutes: time the first steps before it
+        reporter = reporting.SweepProgress(engine.n_runs, cfg.train.steps, start, eval_steps,
+                                           platform, progress,
+                                           defer_first_eval=platform == "cpu" and not rows)
+        if rows:  # counts at the restored step, from the table
+            at = max(r["step"] for r in rows)
+            reporter.evaluated(at, {k: [r[k] for r in rows if r["step"] == at]
+                                    for k in ("train_acc", "val_acc", "diverged")}, timed=False)
+        if jax.process_count() == 1:  # pieces must be the same in every process
+            pacer = reporter
+    if tensorboard and writer:
+        board = reporting.TensorBoardCells(run_dir / "tensorboard", engine.grid)
+
+    def save(step, st):
+        nonlocal last_saved
+        if writer:
+            mio.write_csv(pd.DataFrame(rows), metrics_path)
+        ckpts.save(step, st)
+        last_saved = step
+
+    def on_piece(step, st):
+        # a stop request between two evaluations saves the state at the step reached (the
+        # table holds every evaluation before it), once the start step's rows are in
+        if stop.signum is not None and rows and step not in eval_steps:
+            save(step, st)
+            ckpts.close()
+            raise Stopped(stop.signum, step)
+    # ---
 
     def record(step, st, m):
-        nonlocal last_saved
         if step == start and rows:
             return  # restored step: its rows are already in the table
         rows.extend(sweep.metric_rows(engine, step, m))
+        if reporter is not None:
+            reporter.evaluated(step, m)
+        if board is not None:
+            board.add(step, m)
         if on_eval is not None:
             on_eval(step, engine, m, timing)
         # a stop request (SIGTERM/SIGINT) saves where we are, then leaves
         if step > start and (stop.signum is not None
                              or _is_checkpoint_step(step, last_saved, cfg)):
-            if writer:
-                mio.write_csv(pd.DataFrame(rows), metrics_path)
-            ckpts.save(step, st)
-            last_saved = step
-        if stop.signum is not None:
-            ckpts.close()
+            save(step, st)
+        if stop.signum is not None and st is not None:  # (a put-off evaluation has no state:
+            ckpts.close()                                # on_piece serves the stop next)
             raise Stopped(stop.signum, step)
 
-    with _stop_on_signals() as stop:
-        state = sweep.run_to_step(engine, state, start, cfg.train.eval_steps(), record)
+    try:
+        with _stop_on_signals() as stop:
+            # (a restored step's rows are in the table: it is not evaluated again)
+            state = sweep.run_to_step(engine, state, start,
+                                      [s for s in eval_steps if s > start or not rows], record,
+                                      pacer=pacer, on_piece=on_piece)
+    finally:
+        for r in (reporter, board):
+            if r is not None:
+                r.close()
     df = pd.DataFrame(rows)
     if writer:
         mio.write_csv(df, metrics_path)
