@@ -257,7 +257,7 @@ def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None
     state, which carries its own step counter and data-order key."""
     step = start_step
     late = None  # (step, copy of what the evaluation at step needs) while it is put off
-    if pacer is not None and step < eval_steps[-1]:
+    if pacer is not None and any(s > step for s in eval_steps):
         # compile the training loop on its own, so that the first piece is a timed one
         t = time.perf_counter()
         engine.advance.lower(engine.inputs, state, engine.run_data, jnp.int32(1)).compile()

@@ -89,6 +89,10 @@ def test_a_resumed_sweep_reports_from_the_restored_step(tiny_cfg, tmp_path):
     text = again.getvalue()
     assert text.startswith("progress: 4 runs, steps 10 -> 30 (resumed)"), text
     assert text.strip().splitlines()[-1].startswith("step 30/30"), text
+    done = io.StringIO()  # resuming a finished sweep trains nothing and reports the end
+    table = rundir.run_sweep(tiny_cfg, ds, tmp_path / "run", resume=True, progress=plain(done),
+                             **QUIET)
+    assert len(table) == 4 * 4 and "steps 30 -> 30" in done.getvalue(), done.getvalue()
     # on a terminal the bar starts at the restored step
     with pytest.raises(Killed):
         rundir.run_sweep(tiny_cfg, ds, tmp_path / "bar", on_eval=kill_at_20, progress=None,
