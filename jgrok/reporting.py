@@ -92,7 +92,8 @@ class Pacer:
         self.probe_s, self.piece_s = float(probe_s), float(piece_s)
         self.defer_first_eval = bool(defer_first_eval)
         self.step = self.start
-        self.compile_s: Optional[float] = None  # the first piece: compiling + one step
+        # compiling the training loop (ahead of time, or with an untimed first piece of 1 step)
+        self.compile_s: Optional[float] = None
         self.timed_steps, self.timed_s = 0, 0.0
         self.eval_times: list[float] = []  # the first one includes compiling the evaluation
         self.evaluated_upto = -1
@@ -104,7 +105,7 @@ class Pacer:
             return 1
         if not self.ready:
             return min(n_left, self._next_probe)
-        return max(1, min(n_left, int(self.piece_s / self.step_s())))
+        return max(1, min(n_left, int(self.piece_s / max(self.step_s(), 1e-9))))
 
     def compiled(self, seconds: float) -> None:
         """The training loop was compiled ahead of the first piece (which is then timed)."""
@@ -168,9 +169,9 @@ class SweepProgress:
         self._last_line, self._last_key = self._t0, None
         self._closed = False
         self.bar = self._make_bar()
+        timing = "; timing the first steps for an estimate" if self.start < self.total else ""
         self._say(f"progress: {self.n_runs} runs, steps {self.start} -> {self.total}"
-                  f"{' (resumed)' if self.start else ''}; timing the first steps for an "
-                  f"estimate")
+                  f"{' (resumed)' if self.start else ''}{timing}")
 
     # -- the pacer protocol of `sweep.run_to_step` ----------------------------------------
     @property
@@ -281,10 +282,11 @@ class SweepProgress:
         e = p.eval_s()
         evals = (f" + {p.evals_left():,} evaluations of {e:.2g} s" if e is not None else
                  f"; the {p.evals_left():,} evaluations join the ETA once one is timed")
+        steps = f"{p.timed_steps:,} step{'s' if p.timed_steps > 1 else ''}"
         self._say(f"estimate: {self.n_runs} runs x {self.total - p.step:,} steps to go at "
-                  f"{self.n_runs / p.step_s():,.1f} run-steps/s (timed over {p.timed_steps:,} "
-                  f"step{'s' if p.timed_steps > 1 else ''} after compiling in {p.compile_s:.1f} s){evals}: about {hms(left)}"
-                  f"{_days(left)} to go (h:mm:ss)")
+                  f"{self.n_runs / p.step_s():,.1f} run-steps/s (timed over {steps} after "
+                  f"compiling in {p.compile_s:.1f} s){evals}: about {hms(left)}{_days(left)} "
+                  f"to go (h:mm:ss)")
         if self.platform == "cpu" and left > CPU_LONG_S:
             self._say(f"that is far beyond what a CPU suits ({hms(CPU_LONG_S)} or more); "
                       f"stop it (Ctrl-C saves a checkpoint) and try {CPU_HINT}, or run this "
