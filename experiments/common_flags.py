@@ -81,6 +81,9 @@ flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest 
 flags.DEFINE_float("memory_gb", 0.0, "device memory (GiB per device) to plan waves of runs "
                    "for; 0: the device's own limit (accelerators) or the host's free memory (CPU)")
 flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end")
+flags.DEFINE_bool("tensorboard", False, "also write per-cell aggregates (mean/median train and "
+                  "val accuracy, share of runs fitted/generalized/diverged) to <out>/tensorboard "
+                  "while training; needs tensorboardX (pip install -e \".[tensorboard]\")")
 flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in JAX's persistent cache "
                   "(~/.cache/jgrok/jax, or $JAX_COMPILATION_CACHE_DIR) so a resumed or repeated "
                   "sweep does not compile again")
@@ -119,4 +122,8 @@ def config_from_flags() -> ExperimentConfig:
     cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **kw)
                                       for section, kw in changes.items()})
     cfg.validate()
+    if FLAGS.tensorboard:  # before anything is trained
+        from jgrok.reporting import require_tensorboardx
+
+        require_tensorboardx()
     return cfg

@@ -58,7 +58,8 @@ def main(argv):
         else:
             cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, op=op))
             df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
-                                  extra_config=dict(task_name=task.name))
+                                  extra_config=dict(task_name=task.name),
+                                  tensorboard=FLAGS.tensorboard)
         plots.write_all_figures(df, out)
         walls[op] = time.perf_counter() - t0
         ph = pd.read_csv(os.path.join(out, "phases.csv"))

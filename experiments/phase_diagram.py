@@ -55,41 +55,15 @@ def main(argv):
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
           f"({jax.default_backend()})")
     print(f"preset {FLAGS.preset}; model {cfg.model.kind}; {cfg.train.steps} steps; out {out}")
-    total = cfg.train.steps
-    last_print = [0.0]
-    timing = dict(t_start=time.perf_counter(), step_start=None)
-
-    def progress(step, state, m):
-        now = time.perf_counter()
-        if timing["step_start"] is None:
-            timing["step_start"] = step
-        done = step - timing["step_start"]
-        if done == 0:
-            print(f"setup + compile of init/eval: {now - timing['t_start']:.1f}s", flush=True)
-            timing["t_start"] = now
-            return
-        if "first_chunk_s" not in timing:
-            timing["first_chunk_s"] = now - timing["t_start"]
-            print(f"first chunk (includes compiling the train loop): "
-                  f"{timing['first_chunk_s']:.1f}s", flush=True)
-            timing["t_start"], timing["step_start"] = now, step
-            return
-        if now - last_print[0] < 2.0 and step != total:
-            return
-        last_print[0] = now
-        elapsed = now - timing["t_start"]
-        rate = done * n_runs / max(elapsed, 1e-9)
-        eta = (total - step) * n_runs / max(rate, 1e-9)
-        print(f"step {step}/{total}  {rate:,.0f} run-steps/s  ETA {eta:,.0f}s  "
-              f"train_acc {m['train_acc'].mean():.3f}  val_acc {m['val_acc'].mean():.3f}  "
-              f"(mean over runs)", flush=True)
-
     t0 = time.perf_counter()
     if FLAGS.memory_gb < 0:
         raise ConfigError(f"--memory_gb={FLAGS.memory_gb} must be >= 0")
-    df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=progress,
+    # progress (jgrok.reporting): an estimate after the first timed steps, then a bar on a
+    # terminal or plain lines in a log, with ETA and fitted/generalized/diverged counts
+    df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume,
                           extra_config=dict(task_name=task.name),
-                          memory_limit=int(FLAGS.memory_gb * 2**30) or None)
+                          memory_limit=int(FLAGS.memory_gb * 2**30) or None,
+                          tensorboard=FLAGS.tensorboard)
     print(f"done in {time.perf_counter() - t0:.1f}s; metrics: {os.path.join(out, 'metrics.csv')}")
     if FLAGS.figures and jax.process_index() == 0:
         from jgrok import plots

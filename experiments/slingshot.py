@@ -12,7 +12,7 @@ Trains a small Nanda-style transformer (``jgrok.presets.nanda_preset`` with smal
 
 Each variant is a resumable run directory <out>/<variant>/ (`jgrok.rundir.run_sweep` with the
 per-step logger `jgrok.slingshot.advance_logged`: training loss and last-layer norm at EVERY
-step; accuracy every ``--chunk`` steps; ``--resume`` continues). Spikes: per-step
+step; accuracy every ``--eval_every`` steps; ``--resume`` continues). Spikes: per-step
 `jgrok.analysis.spikes.per_step_spikes`. Writes <out>/steps.csv, metrics.csv, spikes.csv,
 summary.csv and slingshot.png."""
 
@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("p", 23, "modulus")
 flags.DEFINE_float("fraction", 0.5, "training fraction")
 flags.DEFINE_integer("steps", 6000, "training steps")
-flags.DEFINE_integer("seeds", 3, "number of seeds (0..seeds-1), vmapped")
+flags.DEFINE_integer("seeds", 3, "number of seeds (0..seeds-1), vmapped", lower_bound=1)
 flags.DEFINE_float("lr", 1e-3, "learning rate")
 flags.DEFINE_float("weight_decay", 0.0, "weight decay (slingshot: 0)")
 flags.DEFINE_string("optimizer", "adam", "adam | adamw")
@@ -41,7 +41,8 @@ flags.DEFINE_integer("n_heads", 4, "attention heads")
 flags.DEFINE_float("eps", 1e-8, "Adam epsilon of the base and f64 variants")
 flags.DEFINE_float("large_eps", 1e-5, "Adam epsilon of the large_eps variant")
 flags.DEFINE_list("variants", ["base", "large_eps", "f64"], "base | large_eps | f64")
-flags.DEFINE_integer("chunk", 500, "steps per jitted scan (and per accuracy evaluation)")
+flags.DEFINE_integer("eval_every", 500, "evaluate accuracy every this many steps (loss and "
+                     "norm are logged at every step)", lower_bound=1)
 flags.DEFINE_float("factor", 10.0, "spike: loss above factor x running median")
 flags.DEFINE_integer("window", 50, "spike: steps in the running median")
 flags.DEFINE_float("fit_loss", 1e-2, "spikes are looked for from the first step below this loss")
@@ -58,7 +59,7 @@ def _config(variant):
     cfg = presets.nanda_preset(steps=FLAGS.steps, p=FLAGS.p, seeds=tuple(range(FLAGS.seeds)),
                                fraction=FLAGS.fraction, lr=FLAGS.lr,
                                weight_decay=FLAGS.weight_decay, d_model=FLAGS.d_model,
-                               d_ff=FLAGS.d_ff, n_heads=FLAGS.n_heads, eval_every=FLAGS.chunk)
+                               d_ff=FLAGS.d_ff, n_heads=FLAGS.n_heads, eval_every=FLAGS.eval_every)
     eps = FLAGS.large_eps if variant == "large_eps" else FLAGS.eps
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, name=FLAGS.optimizer,
                                                              eps=eps),
@@ -74,8 +75,6 @@ def main(argv):
     bad = [v for v in FLAGS.variants if v not in VARIANTS]
     if bad or not FLAGS.variants:
         raise ConfigError(f"--variants: unknown {bad}; known: {', '.join(VARIANTS)}")
-    if FLAGS.chunk < 1 or FLAGS.seeds < 1:
-        raise ConfigError("--chunk and --seeds must be >= 1")
     cfgs = {v: _config(v) for v in FLAGS.variants}
 
     import numpy as np

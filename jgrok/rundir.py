@@ -35,7 +35,7 @@ import jax
 import pandas as pd
 
 from jgrok import metrics as mio
-from jgrok import sweep
+from jgrok import reporting, sweep
 from jgrok.checkpoint import Checkpoints
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset
@@ -260,6 +260,12 @@ OnEval = Callable[[int, Any, dict], Optional[dict]]
 StepLog = Callable[[Any, Any, int], tuple]
 
 
+def _by_run_and_step(rows: list[dict]) -> pd.DataFrame:
+    """Per-step rows as a table ordered by run, then step (whatever pieces they came in)."""
+    df = pd.DataFrame(rows)
+    return df.sort_values(["run", "step"], kind="stable", ignore_index=True) if len(df) else df
+
+
 def _read_table_until(path: Path, step: int, inclusive: bool) -> list[dict]:
     if not path.exists():
         return []
@@ -275,7 +281,9 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
               memory_limit: Optional[int] = None,
               eval_steps: Optional[Sequence[int]] = None,
               step_log: Optional[StepLog] = None,
-              coords: Optional[dict] = None) -> pd.DataFrame:
+              coords: Optional[dict] = None,
+              progress: Optional[reporting.ProgressOptions] = reporting.ProgressOptions(),
+              tensorboard: bool = False) -> pd.DataFrame:
     """Train the grid of `cfg` on `dataset`, writing into `run_dir`. Returns the metrics table.
 
     `eval_steps`: the evaluation schedule (`eval_schedule`), saved in config.json.
@@ -285,6 +293,9 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     `<run_dir>/steps.csv` together with metrics.csv and resumed with it.
     `coords`: constant columns placed after `run` in every row (e.g. a variant's name).
     `memory_limit`: bytes per device to plan waves of runs for (`sweep.build_engine`).
+    `progress`: how to report progress (`jgrok.reporting`: an estimate from the first timed
+    steps, then a bar or plain lines with ETA and fitted/generalized/diverged counts); None:
+    silent. `tensorboard`: also write per-cell aggregates to `<run_dir>/tensorboard`.
 
     With `resume=True`, an existing run directory is continued from its newest readable
     checkpoint; a config (or evaluation schedule) that differs from the saved one is refused,
@@ -373,13 +384,42 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
                                       **{k: float(v[i, t]) for k, v in values.items()}))
         return st
 
-    def save_tables():
-        mio.write_csv(pd.DataFrame(rows), metrics_path)
-        if step_log is not None:
-            mio.write_csv(pd.DataFrame(step_rows), steps_path)
+    # --- progress and live logs (jgrok.reporting) ---
+    reporter = board = pacer = None
+    if progress is not None and writer:
+        platform = engine.mesh.devices.flat[0].platform
+        # on a CPU, evaluating a big grid takes minutes: time the first steps before it
+        reporter = reporting.SweepProgress(engine.n_runs, cfg.train.steps, start, schedule,
+                                           platform, progress,
+                                           defer_first_eval=platform == "cpu" and not rows)
+        if rows:  # counts at the restored step, from the table
+            at = max(r["step"] for r in rows)
+            reporter.evaluated(at, {k: [r[k] for r in rows if r["step"] == at]
+                                    for k in ("train_acc", "val_acc", "diverged")}, timed=False)
+        if jax.process_count() == 1:  # pieces must be the same in every process
+            pacer = reporter
+    if tensorboard and writer:
+        board = reporting.TensorBoardCells(run_dir / "tensorboard", engine.grid)
+
+    def save(step, st):
+        nonlocal last_saved
+        if writer:
+            mio.write_csv(pd.DataFrame(rows), metrics_path)
+            if step_log is not None:
+                mio.write_csv(_by_run_and_step(step_rows), steps_path)
+        ckpts.save(step, st)
+        last_saved = step
+
+    def on_piece(step, st):
+        # a stop request between two evaluations saves the state at the step reached (the
+        # table holds every evaluation before it), once the start step's rows are in
+        if stop.signum is not None and rows and step not in schedule:
+            save(step, st)
+            ckpts.close()
+            raise Stopped(stop.signum, step)
+    # ---
 
     def record(step, st, m):
-        nonlocal last_saved
         if step == start and rows:
             return  # restored step: its rows are already in the table
         new = sweep.metric_rows(engine, step, m, extra_coords=prefix)
@@ -388,22 +428,33 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             for row, v in zip(new, values):  # plain Python values: the table reads back equal
                 row[k] = v.item() if hasattr(v, "item") else v
         rows.extend(new)
+        if reporter is not None:
+            reporter.evaluated(step, m)
+        if board is not None:
+            board.add(step, m)
         # a stop request (SIGTERM/SIGINT) saves where we are, then leaves
         if step > start and (stop.signum is not None
                              or _is_checkpoint_step(step, last_saved, cfg)):
-            if writer:
-                save_tables()
-            ckpts.save(step, st)
-            last_saved = step
-        if stop.signum is not None:
-            ckpts.close()
+            save(step, st)
+        if stop.signum is not None and not sweep.is_late(st):  # (a put-off evaluation's
+            ckpts.close()                                       # stop is served by on_piece)
             raise Stopped(stop.signum, step)
 
-    with _stop_on_signals() as stop:
-        state = sweep.run_to_step(engine, state, start, schedule, record, advance_with=advance)
+    try:
+        with _stop_on_signals() as stop:
+            # (a restored step's rows are in the table: it is not evaluated again)
+            state = sweep.run_to_step(engine, state, start,
+                                      [s for s in schedule if s > start or not rows], record,
+                                      pacer=pacer, on_piece=on_piece, advance_with=advance)
+    finally:
+        for r in (reporter, board):
+            if r is not None:
+                r.close()
     df = pd.DataFrame(rows)
     if writer:
-        save_tables()
+        mio.write_csv(df, metrics_path)
+        if step_log is not None:
+            mio.write_csv(_by_run_and_step(step_rows), steps_path)
     ckpts.close()
     return df
 

@@ -208,8 +208,12 @@ def advance(engine: Engine, state: train.RunState, n_steps: int) -> train.RunSta
 
 def evaluate(engine: Engine, state: train.RunState) -> dict:
     """Metrics of every real run as host NumPy arrays of shape (n_runs,)."""
-    m = engine.evaluate(engine.inputs, engine.targets, state.params, engine.run_data)
-    m = dict(m, diverged=state.diverged, diverged_step=state.diverged_step)
+    return _evaluate(engine, state.params, state.diverged, state.diverged_step)
+
+
+def _evaluate(engine: Engine, params, diverged, diverged_step) -> dict:
+    m = engine.evaluate(engine.inputs, engine.targets, params, engine.run_data)
+    m = dict(m, diverged=diverged, diverged_step=diverged_step)
     if jax.process_count() > 1:  # each process holds its slice of the run axis: gather them
         from jax.experimental import multihost_utils
 
@@ -235,25 +239,89 @@ def metric_rows(engine: Engine, step: int, metrics: dict, extra_coords: Optional
     return rows
 
 
-def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None,
-                advance_with=None):
+def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None, pacer=None,
+                on_piece=None, advance_with=None):
     """Advance from `start_step` through `eval_steps` (those > start_step), calling
     `on_eval(step, state, metrics)` after each evaluation. Returns the final state.
     `advance_with(engine, state, n_steps, from_step)` replaces `advance` (e.g. a per-step
-    logger)."""
+    logger).
+
+    Without `pacer`, all runs go from one evaluation step to the next in one call. With it
+    (`jgrok.reporting.Pacer`), that stretch is cut into timed pieces: `pacer.piece(step,
+    n_left)` gives the steps of the next piece and `pacer.trained(n, seconds)` hears how long
+    it took (`pacer.compiled(seconds)` first: the training loop is compiled ahead of time, and
+    the jitted call reuses it); `on_piece(step, state)` is called after each piece (it may
+    raise to stop there).
+    If `pacer.defer_first_eval`, the evaluation at `start_step` waits until `pacer.ready` (the
+    first steps are timed before a slow evaluation of the whole grid); it evaluates a copy of
+    the parameters at `start_step`, so its metrics and the order of `on_eval` calls do not
+    change. Pieces change when the host looks, never the results: a step depends only on the
+    state, which carries its own step counter and data-order key."""
     step = start_step
+    late = None  # (step, copy of what the evaluation at step needs) while it is put off
+    if pacer is not None and advance_with is None and any(s > step for s in eval_steps):
+        # compile the training loop on its own, so that the first piece is a timed one
+        t = time.perf_counter()
+        engine.advance.lower(engine.inputs, state, engine.run_data, jnp.int32(1)).compile()
+        pacer.compiled(time.perf_counter() - t)
     for s in eval_steps:
         if s < step:
             continue
-        if advance_with is None:
-            state = advance(engine, state, s - step)
-        elif s > step:
-            state = advance_with(engine, state, s - step, step)
-        step = s
+        if pacer is not None and pacer.defer_first_eval and s == start_step and late is None \
+                and s < eval_steps[-1]:
+            late = (s, jax.tree.map(jnp.copy, (state.params, state.diverged,
+                                                state.diverged_step)))
+            continue
+        while step < s:
+            if pacer is None:
+                state = (advance(engine, state, s - step) if advance_with is None
+                         else advance_with(engine, state, s - step, step))
+                step = s
+                break
+            n = max(1, min(int(pacer.piece(step, s - step)), s - step))
+            t = time.perf_counter()
+            state = (advance(engine, state, n) if advance_with is None
+                     else advance_with(engine, state, n, step))
+            jax.block_until_ready(state)
+            pacer.trained(n, time.perf_counter() - t)
+            step += n
+            if late is not None and (pacer.ready or step == s):
+                late = _late_eval(engine, late, on_eval)
+            if on_piece is not None:
+                on_piece(step, state)
+        if late is not None:
+            late = _late_eval(engine, late, on_eval)
         metrics = evaluate(engine, state)
         if on_eval is not None:
             on_eval(step, state, metrics)
     return state
+
+
+@dataclasses.dataclass(frozen=True)
+class LateState:
+    """What `on_eval` gets as the state of a put-off evaluation (the state has moved on): the
+    parameters and status at the evaluated step, which is `step` (per run, like
+    `RunState.step`)."""
+
+    params: object
+    step: jax.Array
+    diverged: jax.Array
+    diverged_step: jax.Array
+
+
+def is_late(state) -> bool:
+    """Whether `state` is the stand-in of a put-off evaluation (`LateState`)."""
+    return isinstance(state, LateState)
+
+
+def _late_eval(engine, late, on_eval):
+    """The put-off evaluation of `run_to_step`: `on_eval` gets a `LateState`."""
+    at, (params, diverged, diverged_step) = late
+    metrics = _evaluate(engine, params, diverged, diverged_step)
+    if on_eval is not None:
+        on_eval(at, LateState(params, jnp.full(diverged.shape, at, jnp.int32), diverged,
+                              diverged_step), metrics)
+    return None
 
 
 def train_sweep(cfg: ExperimentConfig, dataset: Dataset, devices=None,

@@ -1,5 +1,7 @@
 """experiments/colab.ipynb is valid nbformat 4 and its code cells run, in order, in a fresh
-Python process with JGROK_NOTEBOOK_TINY=1 (no Jupyter needed: `!` and `%` lines become `pass`)."""
+Python process with JGROK_NOTEBOOK_TINY=1 (no Jupyter needed: `!` and `%` lines become `pass`).
+The Colab-only parts are behind parameters that the test leaves off: the install (jgrok is
+importable here), Google Drive (USE_DRIVE) and TensorBoard (TENSORBOARD)."""
 
 import json
 import os
@@ -33,6 +35,26 @@ def test_notebook_is_valid_nbformat_4():
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and "execution_count" in cell
     assert any("pip install" in "".join(c["source"]) for c in nb["cells"])
+    assert "OWNER" not in json.dumps(nb)
+
+
+def test_install_cell_picks_the_accelerator_extra_and_the_source_form():
+    nb = json.load(open(NOTEBOOK))
+    cell = next("".join(c["source"]) for c in nb["cells"] if "def install_spec" in
+                "".join(c["source"]))
+    ns = {"os": os, "TENSORBOARD": False, "JGROK_SOURCE": ""}
+    exec(compile(cell, "<install cell>", "exec"), ns)  # jgrok is importable: installs nothing
+    spec = ns["install_spec"]
+    assert spec("https://github.com/a/jgrok", ["tpu"]) == (
+        "jgrok[tpu] @ git+https://github.com/a/jgrok")
+    assert spec("git+https://github.com/a/jgrok@v1", ["cuda12", "tensorboard"]) == (
+        "jgrok[cuda12,tensorboard] @ git+https://github.com/a/jgrok@v1")
+    assert spec("dist/jgrok-0.1.0-py3-none-any.whl", ["cuda12"]) == (
+        "dist/jgrok-0.1.0-py3-none-any.whl[cuda12]")
+    assert spec("https://x.org/jgrok-0.1.0-py3-none-any.whl", []) == (
+        "jgrok @ https://x.org/jgrok-0.1.0-py3-none-any.whl")
+    assert ns["ACCELERATOR"] in ("cpu", "gpu", "tpu")
+    assert ns["EXTRAS"] == {"cpu": [], "gpu": ["cuda12"], "tpu": ["tpu"]}[ns["ACCELERATOR"]]
 
 
 def test_notebook_runs_tiny(tmp_path):
@@ -48,6 +70,11 @@ def test_notebook_runs_tiny(tmp_path):
     assert "jgrok importable: True" in r.stdout
     assert (tmp_path / "run" / "metrics.csv").exists()
     assert re.search(r"[1-9]\d* figures", r.stdout), r.stdout[-2000:]
+    assert r.stdout.strip().splitlines()[-1].endswith("phase_diagram.png"), r.stdout[-2000:]
+    # the library's progress reporter (plain lines: stderr is not a terminal here)
+    assert "estimate:" in r.stderr and "\r" not in r.stderr, r.stderr[-2000:]
+    assert re.search(r"^step 60/60 .*fitted \d+/4 generalized \d+/4 diverged 0/4", r.stderr,
+                     re.M), r.stderr[-2000:]
     # the budget is 60 s on an idle 2-core machine; allow for a shared, loaded one
     limit = 60 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
     assert elapsed < limit, f"{elapsed:.0f}s > {limit:.0f}s"

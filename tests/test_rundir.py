@@ -153,7 +153,7 @@ def test_cli_trains_writes_table_and_resumes(tmp_path):
             f"--out={out}", "--nofigures"]
     r = _cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "= 2 runs" in r.stdout and "run-steps/s" in r.stdout
+    assert "= 2 runs" in r.stdout and "run-steps/s" in r.stderr  # progress: on stderr
     df = pd.read_csv(out / "metrics.csv")
     assert len(df) == 2 * 5 and {"seed", "fraction", "weight_decay", "lr"} <= set(df.columns)
     r2 = _cli(*args)
