@@ -59,6 +59,18 @@ class ModelConfig:
     # initialization of the dense MLP's layers: "default" (Flax: LeCun-normal kernels, zero
     # biases) or "torch" (PyTorch nn.Linear: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
     weight_init: str = "default"
+    # How the same function is computed (none of these changes the parameters or checkpoints).
+    # shortcuts: compute only what the output reads and apply linear maps of the embeddings to
+    # the vocabulary table (jgrok/models: transformer.py, mlp.py); exact in real arithmetic,
+    # float32 outputs differ from the plain computation (False) by rounding (BUILD.md).
+    shortcuts: bool = True
+    # float32 | bfloat16: dtype of the model's computation (parameters, gradients and optimizer
+    # state stay float32; the logits and the loss are float32)
+    compute_dtype: str = "float32"
+    # precision of float32 matmuls inside the jitted steps (jax.default_matmul_precision):
+    # highest (full float32, the default) | high (GPU: TF32-like 3-pass bf16; TPU: 3-pass
+    # bf16) | default (GPU: TF32, TPU: one bf16 pass). No effect on XLA:CPU.
+    matmul_precision: str = "highest"
 
     def validate(self) -> None:
         if self.kind not in ("transformer", "mlp", "dense"):
@@ -90,6 +102,12 @@ class ModelConfig:
                               f"known: relu, gelu, quadratic, sigmoid, tanh")
         if self.mlp_input not in ("embed", "onehot"):
             raise ConfigError(f"unknown mlp_input {self.mlp_input!r}; known: embed, onehot")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"unknown compute_dtype {self.compute_dtype!r}; known: float32, "
+                              f"bfloat16")
+        if self.matmul_precision not in ("highest", "high", "default"):
+            raise ConfigError(f"unknown matmul_precision {self.matmul_precision!r}; known: "
+                              f"highest, high, default")
 
 
 @dataclasses.dataclass(frozen=True)
