@@ -40,6 +40,9 @@ flags.DEFINE_integer("mlp_depth", 2, "MLP hidden layers")
 flags.DEFINE_string("mlp_activation", "relu", "relu | gelu | quadratic")
 flags.DEFINE_string("mlp_input", "embed", "embed | onehot")
 flags.DEFINE_list("init_scales", ["1.0"], "multiply all initial parameters by these (alpha)")
+flags.DEFINE_string("matmul_precision", "highest", "float32 matmul precision inside the jitted "
+                    "steps: highest (full float32) | high | default (GPU: TF32, TPU: one bf16 "
+                    "pass; faster, less exact; no effect on CPU); see BUILD.md")
 # optimizer
 flags.DEFINE_string("optimizer", "adamw", "adamw | adam | sgd")
 flags.DEFINE_float("b1", 0.9, "Adam beta1")
@@ -135,6 +138,7 @@ FLAG_FIELDS = {
     "mlp_width": ("model", "mlp_width", None), "mlp_depth": ("model", "mlp_depth", None),
     "mlp_activation": ("model", "mlp_activation", None),
     "mlp_input": ("model", "mlp_input", None),
+    "matmul_precision": ("model", "matmul_precision", None),
     "optimizer": ("optim", "name", None), "b1": ("optim", "b1", None),
     "b2": ("optim", "b2", None), "eps": ("optim", "eps", None),
     "warmup_steps": ("optim", "warmup_steps", None), "schedule": ("optim", "schedule", None),

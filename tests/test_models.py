@@ -137,3 +137,41 @@ def test_a_small_configuration_still_groks_in_bfloat16():
         assert fit <= 300, (run, fit)
         assert gen >= 4 * fit, (run, fit, gen)
         assert r.val_acc.iloc[-1] >= 0.95, (run, r.val_acc.iloc[-1])
+
+
+@pytest.mark.parametrize("setting,expected", [("highest", "HIGHEST"), ("high", "HIGH"),
+                                              ("default", "DEFAULT")])
+def test_matmul_precision_reaches_every_matmul_of_the_step(setting, expected):
+    """`ModelConfig.matmul_precision` is applied while the step is traced: every dot_general
+    of the loss and its gradient carries it (XLA:CPU computes float32 either way; GPUs and
+    TPUs use it to choose TF32 / bf16 passes)."""
+    cfg = ExperimentConfig(
+        task=TaskConfig(op="add", p=7),
+        model=ModelConfig(kind="transformer", n_layers=1, d_model=16, n_heads=2,
+                          matmul_precision=setting),
+        train=TrainConfig(steps=1, batch_size=16), sweep=SweepConfig(seeds=(0,)))
+    problem = sweep.build_engine(cfg, dataset_for(cfg)).problem
+    x = _tokens(7, 16)
+    params = problem.model.init(jax.random.PRNGKey(0), x)["params"]
+
+    def loss(p):
+        return train.per_example_loss(train.model_output(problem, p, x), x[:, 0], "ce", 9).sum()
+
+    jaxpr = jax.make_jaxpr(jax.jit(jax.grad(loss)))(params)
+    dots = []
+
+    def walk(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "dot_general":
+                dots.append(eqn.params["precision"])
+            for v in eqn.params.values():
+                for sub in (v if isinstance(v, (list, tuple)) else (v,)):
+                    if hasattr(sub, "jaxpr"):
+                        walk(sub.jaxpr if hasattr(sub.jaxpr, "eqns") else sub.jaxpr.jaxpr)
+                    elif hasattr(sub, "eqns"):
+                        walk(sub)
+
+    walk(jaxpr.jaxpr)
+    assert len(dots) >= 10
+    for prec in dots:
+        assert prec is not None and all(str(p).endswith(expected) for p in prec), prec

@@ -63,6 +63,13 @@ def test_given_flags_override_the_preset_and_the_rest_is_kept(parse_flags):
     assert cfg.model.layer_norm is False  # from the preset: no flag given for it
 
 
+def test_matmul_precision_flag_sets_the_model_field(parse_flags):
+    assert parse_flags().model.matmul_precision == "highest"
+    assert parse_flags("--matmul_precision=default").model.matmul_precision == "default"
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        parse_flags("--matmul_precision=tf32")
+
+
 def test_unknown_preset_flag_is_refused(parse_flags):
     with pytest.raises(ConfigError, match="unknown preset"):
         parse_flags("--preset=paper_size")
