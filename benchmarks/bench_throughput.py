@@ -309,7 +309,7 @@ def main():
                              else None)
                     m = time_engine(cfg, ds, steps, chunk)
                     label = mode
-                base.setdefault(mode, m["rate"] if r == rs[0] else None)
+                base.setdefault(mode, m["rate"] if r == rs[0] == 1 else None)
                 r1 = base.get(mode)
                 rel = f"{m['rate'] / r1:.2f}x" if r1 else "-"
                 vs = f"{m['rate'] / best:.2f}x" if best else "skipped"
