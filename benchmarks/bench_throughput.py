@@ -9,21 +9,31 @@ number of runs R it measures, on this machine in one process:
 
   map      jgrok's default engine: on CPU each device trains its runs one after another inside
            one jitted call (`run_chunk=1`); on accelerators this is the same as `vmap`
+  plain    `map` with the models' shortcuts off (`ModelConfig.shortcuts=False`: every position
+           of every block, first layer per row): the computation before the shortcuts
+  waveK    `map` in vmapped waves of K runs (`run_chunk=K`), e.g. wave2, wave4
   vmap     all R runs vectorized with one `jax.vmap` (`run_chunk=0`)
   seq      R separate R=1 sweeps, one after another (the compiled function is shared)
-  torch    benchmarks/torch_baseline.py, one run at a time (1 and 2 intra-op threads)
+  torch    benchmarks/torch_baseline.py: one process with 1 and with 2 intra-op threads (one
+           run at a time), and N = cpu_count single-threaded processes side by side, one run
+           each, their run-steps/s summed (process-per-core); with --torch_compile also the
+           process-per-core arrangement through `torch.compile`. Every jgrok ratio is against
+           the best of these arrangements.
 
 Only `sweep.advance` is timed, for `--steps` steps after a warm-up call; compilation is timed
 separately (ahead-of-time `lower().compile()` of the advance function). Memory per run is XLA's
 own accounting of the compiled advance function (`memory_analysis()`: arguments + outputs +
-temporaries - aliased (donated) bytes), divided by R. FLOPs per run-step are analytic
-(forward matmuls incl. attention, x3 for forward + backward) and are compared with a measured
-peak: the best of several jitted 2048x2048 f32 matmuls.
+temporaries - aliased (donated) bytes), divided by R. FLOPs per run-step are analytic matmul
+FLOPs (incl. attention, x3 for forward + backward), counted for the computation each mode
+actually executes (`flops_per_run_step(..., shortcuts=...)`: the shortcuts skip ~40% of the
+transformer's and ~45% of the MLP's), and are compared with a measured peak: the best of
+several jitted square f32 matmuls (256-2048).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -63,17 +73,31 @@ def model_settings(kind: str, quick: bool) -> dict:
     return s
 
 
-def flops_per_run_step(kind: str, s: dict, vocab: int) -> float:
-    """Analytic matmul FLOPs of one training step of one run: 3 x forward (2 FLOPs per MAC)."""
+def flops_per_run_step(kind: str, s: dict, vocab: int, shortcuts: bool = False) -> float:
+    """Analytic matmul FLOPs of one training step of one run: 3 x forward (2 FLOPs per MAC).
+    `shortcuts`: the FLOPs the models' shortcuts execute (jgrok/models: the first block's
+    Q/K/V or the MLP's first layer on the vocabulary table, the last block on the last
+    position only); otherwise the plain computation's."""
     m, b = s["model"], s["batch"]
     if kind == "transformer":
-        t, d, ff = 4, m.d_model, m.d_ff or 4 * m.d_model
+        t, d, ff, n = 4, m.d_model, m.d_ff or 4 * m.d_model, m.n_layers
         per_token_layer = 4 * d * d + 2 * d * ff + 2 * t * d  # qkv + out, ffn, QK^T and AV
-        macs = b * (m.n_layers * t * per_token_layer + d * vocab)  # unembed: last position
-    else:
-        w, depth, e = m.mlp_width, m.mlp_depth, m.d_model
-        macs = b * (2 * e * w + (depth - 1) * w * w + w * vocab)
-    return 3 * 2 * float(macs)
+        if not shortcuts:
+            return 6.0 * b * (n * t * per_token_layer + d * vocab)  # unembed: last position
+        table = 3 * vocab * t * d * d if vocab < b * t else 0  # first block's Q/K/V
+        qkv0 = 0 if table else 3 * t * d * d
+        last = 2 * t * d * d + 2 * d * d + 2 * d * ff + 2 * t * d  # K, V; Q, out, FFN at one
+        if n == 1:
+            per_ex = (0 if table else 2 * t * d * d + d * d) + d * d + 2 * d * ff + 2 * t * d
+        else:
+            first = qkv0 + t * d * d + 2 * t * d * ff + 2 * t * t * d
+            per_ex = first + (n - 2) * t * per_token_layer + last
+        return 6.0 * (table + b * (per_ex + d * vocab))
+    w, depth, e = m.mlp_width, m.mlp_depth, m.d_model
+    rest = (depth - 1) * w * w + w * vocab
+    if shortcuts and vocab < b:
+        return 6.0 * (2 * vocab * e * w + b * rest)
+    return 6.0 * b * (2 * e * w + rest)
 
 
 def matmul_peak(sizes=(256, 512, 1024, 2048), reps: int = 5) -> float:
@@ -171,12 +195,17 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     ap.add_argument("--rs", default=None, help="numbers of runs, e.g. 1,8,32 (or 1,8,32,128)")
     ap.add_argument("--models", default="transformer,mlp")
-    ap.add_argument("--modes", default="map,vmap,seq", help="jgrok modes to measure")
+    ap.add_argument("--modes", default="map,plain,wave2,vmap,seq",
+                    help="jgrok modes to measure (map, plain, waveK, vmap, seq)")
+    ap.add_argument("--torch_compile", action="store_true",
+                    help="also measure the process-per-core PyTorch arrangement with "
+                         "torch.compile (compiles in every process: minutes)")
     ap.add_argument("--seq_max", type=int, default=8,
                     help="seq: time at most this many R=1 sweeps and report their rate")
     ap.add_argument("--torch_steps", type=int, default=None)
     ap.add_argument("--out", default="", help="also write the Markdown here")
     args = ap.parse_args()
+    t_start = time.perf_counter()
     rs = [int(r) for r in (args.rs or ("1,4" if args.quick else "1,8,32")).split(",")]
     modes = args.modes.split(",")
     lines = []
@@ -195,6 +224,7 @@ def main():
          f"{torch_baseline.torch.__version__ if torch_baseline.available() else 'not installed'}")
     emit(f"- load average at start: {load()} (the CPU is shared with other jobs: numbers are "
          f"noisy)")
+    emit(f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`")
     emit(f"- measured f32 matmul peak (best jitted square matmul): {peak / 1e9:.1f} "
          f"GFLOP/s")
     emit()
@@ -202,24 +232,53 @@ def main():
         s = model_settings(kind, args.quick)
         ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
         vocab = ds.n_classes
-        fl = flops_per_run_step(kind, s, vocab)
+        fl_plain = flops_per_run_step(kind, s, vocab, shortcuts=False)
+        fl_fast = flops_per_run_step(kind, s, vocab, shortcuts=True)
         steps = args.steps or (5 if args.quick else (10 if kind == "transformer" else 100))
         emit(f"## {kind} (p={s['p']}, batch {s['batch']}, {ds.size} rows, fraction {FRACTION}): "
-             f"{fl / 1e6:.1f} MFLOP per run-step, {steps} timed steps")
+             f"{fl_plain / 1e6:.1f} MFLOP per run-step in the plain computation, "
+             f"{fl_fast / 1e6:.1f} executed with the shortcuts; {steps} timed steps")
         emit()
         # torch baseline first: the reference for the ratios
-        torch_rate = {}
+        best = None
         if torch_baseline.available():
             tsteps = args.torch_steps or max(3, steps // 2)
+            arrangements = {}
             for th in (1, 2):
-                torch_rate[th] = torch_baseline.run_steps_per_s(
-                    kind, ds.inputs, ds.targets, vocab, FRACTION, s["batch"], tsteps, threads=th)
-            best = max(torch_rate.values())
-            emit(f"PyTorch, one run at a time, {tsteps} steps: "
-                 f"{torch_rate[1]:.2f} run-steps/s with 1 thread, {torch_rate[2]:.2f} with 2 "
-                 f"(ratios below use the better, {best:.2f}; load {load()})")
+                t0 = time.perf_counter()
+                arrangements[f"1 process x {th} thread{'s' if th > 1 else ''}"] = (
+                    torch_baseline.run_steps_per_s(kind, ds.inputs, ds.targets, vocab, FRACTION,
+                                                   s["batch"], tsteps, threads=th),
+                    time.perf_counter() - t0, load())
+            n_proc = os.cpu_count() or 1
+            for comp in ((False, True) if args.torch_compile else (False,)):
+                t0 = time.perf_counter()
+                try:
+                    rate = torch_baseline.parallel_run_steps_per_s(
+                        kind, ds.inputs, ds.targets, vocab, FRACTION, s["batch"], tsteps,
+                        procs=n_proc, compile=comp)
+                except Exception as e:  # noqa: BLE001 - torch.compile may not work here
+                    emit(f"PyTorch {n_proc} processes x 1 thread"
+                         f"{' + torch.compile' if comp else ''}: failed "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+                    continue
+                arrangements[f"{n_proc} processes x 1 thread (sum)"
+                             f"{' + torch.compile' if comp else ''}"] = (
+                    rate, time.perf_counter() - t0, load())
+            best_name = max(arrangements, key=lambda k: arrangements[k][0])
+            best = arrangements[best_name][0]
+            emit(f"PyTorch arrangements, {tsteps} timed steps per run after 3 warm-up steps "
+                 f"(wall s includes start-up and, with torch.compile, compilation):")
+            emit()
+            emit("| PyTorch arrangement | run-steps/s | GFLOP/s | % of peak | wall s | load |")
+            emit("|---|---|---|---|---|---|")
+            for name, (rate, wall, ld) in arrangements.items():
+                emit(f"| {name}{' (best)' if name == best_name else ''} | {rate:.2f} | "
+                     f"{rate * fl_plain / 1e9:.1f} | {100 * rate * fl_plain / peak:.0f}% | "
+                     f"{wall:.0f} | {ld} |")
+            emit()
+            emit(f"Ratios below are against the best arrangement, {best_name}: {best:.2f}.")
         else:
-            best = None
             emit("PyTorch baseline: skipped (torch not installed)")
         emit()
         emit("| mode | R | run-steps/s | vs same mode R=1 | vs PyTorch | GFLOP/s | % of peak "
@@ -243,13 +302,18 @@ def main():
                     m = dict(rate=n_time * steps / tot, compile_s=comp, mem=mem, eval_s=ev, n=1)
                     label = f"seq ({n_time} timed)" if n_time < r else "seq"
                 else:
-                    m = time_engine(cfg, ds, steps, 0 if mode == "vmap" else None)
+                    if mode == "plain":
+                        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+                            cfg.model, shortcuts=False))
+                    chunk = (0 if mode == "vmap" else int(mode[4:]) if mode.startswith("wave")
+                             else None)
+                    m = time_engine(cfg, ds, steps, chunk)
                     label = mode
-                base.setdefault(mode, m["rate"] if r == rs[0] else None)
+                base.setdefault(mode, m["rate"] if r == rs[0] == 1 else None)
                 r1 = base.get(mode)
                 rel = f"{m['rate'] / r1:.2f}x" if r1 else "-"
                 vs = f"{m['rate'] / best:.2f}x" if best else "skipped"
-                gf = m["rate"] * fl
+                gf = m["rate"] * (fl_plain if mode == "plain" else fl_fast)
                 mem_run = None if m["mem"] is None else m["mem"] / max(m["n"], 1)
                 emit(f"| {label} | {r} | {m['rate']:.2f} | {rel} | {vs} | {gf / 1e9:.1f} | "
                      f"{100 * gf / peak:.0f}% | {m['compile_s']:.1f} | {fmt_mem(mem_run)} | "
@@ -259,7 +323,7 @@ def main():
         emit(f"Batch sampler alone (uniform over {ds.size} rows + top_k {s['batch']}), "
              f"R={max(rs)}: {1e3 * smp:.3f} ms per run-step.")
         emit()
-    emit(f"load average at end: {load()}")
+    emit(f"load average at end: {load()}; wall time {time.perf_counter() - t_start:.0f} s")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

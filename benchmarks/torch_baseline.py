@@ -6,7 +6,10 @@ positions, post-LayerNorm blocks x = LN(x + Attn(x)); x = LN(x + FFN(x)), causal
 attention, ReLU FFN, no biases, untied unembedding of the last position) and the operand MLP
 (shared embedding of x and y, concatenated, hidden ReLU layers with biases, linear read-out).
 Same batch size and AdamW(lr 1e-3, betas (0.9, 0.98), weight decay 1). Each step draws a batch
-without replacement from the run's training rows, as jgrok does.
+without replacement from the run's training rows, as jgrok does. Arrangements: one process
+with 1 or 2 intra-op threads (`run_steps_per_s`), N single-threaded processes side by side
+with their rates summed (`parallel_run_steps_per_s`, process-per-core), either with
+`torch.compile` (`compile=True`).
 
     python benchmarks/torch_baseline.py --model=mlp --steps=200
 """
@@ -95,11 +98,15 @@ def make_model(kind: str, vocab: int):
 
 
 def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fraction: float,
-              batch: int, steps: int, seed: int = 0, warmup: int = 3) -> float:
-    """Train one run for `warmup` + `steps` steps; returns the seconds of the `steps` steps."""
+              batch: int, steps: int, seed: int = 0, warmup: int = 3, compile: bool = False,
+              barrier=None) -> float:
+    """Train one run for `warmup` + `steps` steps; returns the seconds of the `steps` steps.
+    `compile`: the model goes through `torch.compile` (its compilation happens in the warm-up
+    steps). `barrier`: wait on it after the warm-up (processes started side by side)."""
     torch.manual_seed(seed)
     model = make_model(kind, vocab)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
+    fwd = torch.compile(model) if compile else model
     x_all = torch.from_numpy(np.asarray(inputs, np.int64))
     y_all = torch.from_numpy(np.asarray(targets, np.int64))
     g = torch.Generator().manual_seed(seed)
@@ -109,7 +116,7 @@ def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fr
 
     def step():
         idx = train_rows[torch.randperm(n_train, generator=g)[:b]]
-        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+        loss = F.cross_entropy(fwd(x_all[idx]), y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -117,6 +124,8 @@ def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fr
 
     for _ in range(warmup):
         step()
+    if barrier is not None:
+        barrier.wait()
     t = time.perf_counter()
     for _ in range(steps):
         loss = step()
@@ -125,12 +134,38 @@ def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fr
 
 
 def run_steps_per_s(kind: str, inputs, targets, vocab: int, fraction: float, batch: int,
-                    steps: int, runs: int = 1, threads: int = 2) -> float:
+                    steps: int, runs: int = 1, threads: int = 2, compile: bool = False) -> float:
     """Run-steps/s of `runs` runs trained one after another (`threads` intra-op threads)."""
     torch.set_num_threads(threads)
-    total = sum(train_one(kind, inputs, targets, vocab, fraction, batch, steps, seed=r)
+    total = sum(train_one(kind, inputs, targets, vocab, fraction, batch, steps, seed=r,
+                          compile=compile)
                 for r in range(runs))
     return runs * steps / total
+
+
+def _worker(args):
+    """One process of `parallel_run_steps_per_s`: single-threaded, one run."""
+    kind, inputs, targets, vocab, fraction, batch, steps, seed, compile, barrier = args
+    torch.set_num_threads(1)
+    return steps / train_one(kind, inputs, targets, vocab, fraction, batch, steps, seed=seed,
+                             compile=compile, barrier=barrier)
+
+
+def parallel_run_steps_per_s(kind: str, inputs, targets, vocab: int, fraction: float,
+                             batch: int, steps: int, procs: int = 2,
+                             compile: bool = False) -> float:
+    """Run-steps/s of `procs` single-threaded processes, one run each, started side by side
+    (after their warm-ups, together at a barrier) and summed: process-per-core."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(procs)
+        with ctx.Pool(procs) as pool:
+            rates = pool.map(_worker, [(kind, np.asarray(inputs), np.asarray(targets), vocab,
+                                        fraction, batch, steps, r, compile, barrier)
+                                       for r in range(procs)])
+    return float(sum(rates))
 
 
 def main():

@@ -73,6 +73,18 @@ class ModelConfig:
     # biases) or "torch" (PyTorch nn.Linear: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
     weight_init: str = setting(
         "default", "dense MLP layer init: default (Flax) | torch (nn.Linear's)")
+    # How the same function is computed (none of these changes the parameters or checkpoints).
+    shortcuts: bool = setting(
+        True, "compute only what the output reads and apply linear maps of the embeddings to the "
+        "vocabulary table: the same function, float32 outputs differ from the plain computation "
+        "(off) by rounding (BUILD.md)")
+    compute_dtype: str = setting(
+        "float32", "dtype of the model's computation: float32 | bfloat16 (parameters, "
+        "gradients, optimizer state, logits and loss stay float32)")
+    matmul_precision: str = setting(
+        "highest", "precision of float32 matmuls in the jitted steps: highest (full float32) | "
+        "high (GPU/TPU: 3-pass bf16) | default (GPU: TF32, TPU: one bf16 pass); no effect on "
+        "XLA:CPU (BUILD.md)")
 
     def validate(self) -> None:
         if self.kind not in ("transformer", "mlp", "dense"):
@@ -104,6 +116,12 @@ class ModelConfig:
                               f"known: relu, gelu, quadratic, sigmoid, tanh")
         if self.mlp_input not in ("embed", "onehot"):
             raise ConfigError(f"unknown mlp_input {self.mlp_input!r}; known: embed, onehot")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"unknown compute_dtype {self.compute_dtype!r}; known: float32, "
+                              f"bfloat16")
+        if self.matmul_precision not in ("highest", "high", "default"):
+            raise ConfigError(f"unknown matmul_precision {self.matmul_precision!r}; known: "
+                              f"highest, high, default")
 
 
 @dataclasses.dataclass(frozen=True)

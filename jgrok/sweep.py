@@ -151,7 +151,8 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chun
     problem = train.Problem(model=model, tx=tx, loss=loss, n_classes=n_classes,
                             max_batch=max_batch, eval_chunk=eval_chunk,
                             constant_norm=optim_cfg.constant_norm,
-                            output_activation=model_cfg.output_activation)
+                            output_activation=model_cfg.output_activation,
+                            matmul_precision=model_cfg.matmul_precision)
     mesh = Mesh(np.array(devices), ("runs",))
     runs = NamedSharding(mesh, P("runs"))
     sample = jnp.zeros((1,) + input_shape, input_dtype)

@@ -53,10 +53,13 @@ class Problem:
     eval_chunk: int
     constant_norm: bool = False  # rescale weights to their initial norm after every step
     output_activation: str = "none"  # none | sigmoid | softmax, applied to the model output
+    matmul_precision: str = "highest"  # ModelConfig.matmul_precision
 
 
 def model_output(problem: Problem, params, x):
-    out = problem.model.apply({"params": params}, x)
+    # the precision is read when the matmuls are traced (inside jit), forward and backward
+    with jax.default_matmul_precision(problem.matmul_precision):
+        out = problem.model.apply({"params": params}, x)
     if problem.output_activation == "sigmoid":
         return jax.nn.sigmoid(out)
     if problem.output_activation == "softmax":

@@ -80,6 +80,13 @@ def test_every_config_field_has_exactly_one_flag(parse_flags):
     assert (cfg.optim.momentum, cfg.model.positions) == (0.5, "learned")
 
 
+def test_matmul_precision_flag_sets_the_model_field(parse_flags):
+    assert parse_flags().model.matmul_precision == "highest"
+    assert parse_flags("--matmul_precision=default").model.matmul_precision == "default"
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        parse_flags("--matmul_precision=tf32")
+
+
 def test_unknown_preset_flag_is_refused(parse_flags):
     with pytest.raises(ConfigError, match="unknown preset"):
         parse_flags("--preset=paper_size")

@@ -1,0 +1,178 @@
+"""The models' shortcuts (`ModelConfig.shortcuts`, the default) compute the same function as the
+plain computation, with the same parameters; bfloat16 computation still groks.
+
+Tolerances: the shortcuts reorder float32 sums (a projection of the vocabulary table gathered
+per row instead of a projection per row; the last block on the last position only), so outputs
+are compared with an absolute tolerance of 1e-5 on logits of size ~3 (measured: at most 2e-6),
+and short training runs with rtol 1e-4 / atol 1e-5 on metrics and parameters (measured after
+40 steps: metrics differ by at most 5e-7, parameters by at most 5e-6 for the transformer and
+7e-8 for the MLP)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import dataset_for
+
+from jgrok import sweep, train
+from jgrok.config import ExperimentConfig, ModelConfig, SweepConfig, TaskConfig, TrainConfig
+from jgrok.errors import ConfigError
+from jgrok.models import build_model
+
+LOGIT_ATOL = 1e-5
+
+TRANSFORMERS = {
+    "power 2-layer post-LN": ModelConfig(kind="transformer"),
+    "1 layer": ModelConfig(kind="transformer", n_layers=1),
+    "3 layers, biases": ModelConfig(kind="transformer", n_layers=3, use_bias=True),
+    "nanda (no LN, learned positions)": ModelConfig(kind="transformer", n_layers=1,
+                                                    layer_norm=False, positions="learned"),
+}
+MLPS = {
+    "embed": ModelConfig(kind="mlp"),
+    "onehot quadratic": ModelConfig(kind="mlp", mlp_input="onehot", mlp_activation="quadratic"),
+    "embed, depth 1": ModelConfig(kind="mlp", mlp_depth=1, mlp_width=64, d_model=32),
+}
+
+
+def _tokens(p, n, seed=0):
+    r = np.random.default_rng(seed)
+    return jnp.asarray(np.stack([r.integers(0, p, n), np.full(n, p), r.integers(0, p, n),
+                                 np.full(n, p + 1)], 1), jnp.int32)
+
+
+def _pair(cfg, vocab):
+    return (build_model(dataclasses.replace(cfg, shortcuts=False), vocab),
+            build_model(dataclasses.replace(cfg, shortcuts=True), vocab))
+
+
+@pytest.mark.parametrize("name,cfg,p,n", [(k, v, 97, 512) for k, v in TRANSFORMERS.items()]
+                         + [(k, v, 23, 256) for k, v in MLPS.items()])
+def test_shortcuts_give_the_plain_outputs_with_the_same_parameters(name, cfg, p, n):
+    plain, fast = _pair(cfg, p + 2)
+    x = _tokens(p, n)
+    key = jax.random.PRNGKey(3)
+    params = plain.init(key, x[:1])["params"]
+    # same parameter tree and the same initial values, whatever the sample batch
+    for sample in (x[:1], x):
+        other = fast.init(key, sample)["params"]
+        assert jax.tree.structure(other) == jax.tree.structure(params)
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(other)):
+            np.testing.assert_array_equal(a, b)
+    # after some training-like perturbation too (not only at initialization)
+    params = jax.tree.map(lambda a, k: a + 0.1 * jax.random.normal(k, a.shape),
+                          params, jax.tree.unflatten(jax.tree.structure(params),
+                                                     list(jax.random.split(
+                                                         key, len(jax.tree.leaves(params))))))
+    want = plain.apply({"params": params}, x)
+    got = fast.apply({"params": params}, x)
+    assert got.shape == want.shape == (n, p + 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=LOGIT_ATOL)
+    # a batch smaller than the vocabulary takes the per-row path of the first layer
+    np.testing.assert_allclose(fast.apply({"params": params}, x[:5]), want[:5], rtol=0,
+                               atol=LOGIT_ATOL)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mlp"])
+def test_training_with_shortcuts_matches_the_plain_computation(kind):
+    """A few dozen AdamW steps (batch 64 > vocab 13, so the table path is taken) and the
+    evaluations: metrics and final parameters agree to float32 rounding."""
+    cfg = ExperimentConfig(
+        task=TaskConfig(op="add", p=11),
+        model=ModelConfig(kind=kind, n_layers=2, d_model=32, n_heads=4, mlp_width=64),
+        train=TrainConfig(steps=40, eval_every=10, batch_size=64),
+        sweep=SweepConfig(seeds=(0, 1), fractions=(0.6,)))
+    ds = dataset_for(cfg)
+    out = {}
+    for sc in (False, True):
+        c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, shortcuts=sc))
+        out[sc] = sweep.train_sweep(c, ds)
+    (df0, s0), (df1, s1) = out[False], out[True]
+    metrics = list(train.METRIC_NAMES)
+    assert df0[metrics].to_numpy().std() > 0
+    np.testing.assert_allclose(df1[metrics].to_numpy(), df0[metrics].to_numpy(), rtol=1e-4,
+                               atol=1e-5)
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compute_settings_are_validated():
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        ModelConfig(compute_dtype="float16").validate()
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        ModelConfig(matmul_precision="tf32").validate()
+
+
+def test_bfloat16_computation_keeps_float32_state_and_float32_logits():
+    cfg = ModelConfig(kind="transformer", n_layers=1, d_model=16, n_heads=2,
+                      compute_dtype="bfloat16")
+    model = build_model(cfg, 9)
+    x = _tokens(7, 32)
+    params = model.init(jax.random.PRNGKey(0), x)["params"]
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(params))
+    out = model.apply({"params": params}, x)
+    assert out.dtype == jnp.float32
+    ref = build_model(dataclasses.replace(cfg, compute_dtype="float32"), 9).apply(
+        {"params": params}, x)
+    # bfloat16 has an 8-bit mantissa: close, not equal
+    assert 0 < float(jnp.abs(out - ref).max()) < 0.1
+
+
+def test_a_small_configuration_still_groks_in_bfloat16():
+    """tests/test_sweep.py's grokking configuration (one-hot quadratic MLP, addition mod 23,
+    full batch, AdamW lr 3e-3, wd 1) with the model computed in bfloat16: at 60% data the
+    training set is fit long before validation accuracy reaches 0.95, and it does reach it."""
+    cfg = ExperimentConfig(
+        task=TaskConfig(op="add", p=23),
+        model=ModelConfig(kind="mlp", mlp_input="onehot", mlp_activation="quadratic",
+                          mlp_width=128, mlp_depth=1, compute_dtype="bfloat16"),
+        train=TrainConfig(steps=2500, batch_size=0, eval_every=25),
+        sweep=SweepConfig(seeds=(0, 1), fractions=(0.6,), lrs=(3e-3,)))
+    df, _ = sweep.train_sweep(cfg, dataset_for(cfg))
+    for run, r in df.groupby("run"):
+        r = r.sort_values("step")
+        fit = r.step[r.train_acc >= 1.0].min()
+        gen = r.step[r.val_acc >= 0.95].min()
+        assert fit <= 300, (run, fit)
+        assert gen >= 4 * fit, (run, fit, gen)
+        assert r.val_acc.iloc[-1] >= 0.95, (run, r.val_acc.iloc[-1])
+
+
+@pytest.mark.parametrize("setting,expected", [("highest", "HIGHEST"), ("high", "HIGH"),
+                                              ("default", "DEFAULT")])
+def test_matmul_precision_reaches_every_matmul_of_the_step(setting, expected):
+    """`ModelConfig.matmul_precision` is applied while the step is traced: every dot_general
+    of the loss and its gradient carries it (XLA:CPU computes float32 either way; GPUs and
+    TPUs use it to choose TF32 / bf16 passes)."""
+    cfg = ExperimentConfig(
+        task=TaskConfig(op="add", p=7),
+        model=ModelConfig(kind="transformer", n_layers=1, d_model=16, n_heads=2,
+                          matmul_precision=setting),
+        train=TrainConfig(steps=1, batch_size=16), sweep=SweepConfig(seeds=(0,)))
+    problem = sweep.build_engine(cfg, dataset_for(cfg)).problem
+    x = _tokens(7, 16)
+    params = problem.model.init(jax.random.PRNGKey(0), x)["params"]
+
+    def loss(p):
+        return train.per_example_loss(train.model_output(problem, p, x), x[:, 0], "ce", 9).sum()
+
+    jaxpr = jax.make_jaxpr(jax.jit(jax.grad(loss)))(params)
+    dots = []
+
+    def walk(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "dot_general":
+                dots.append(eqn.params["precision"])
+            for v in eqn.params.values():
+                for sub in (v if isinstance(v, (list, tuple)) else (v,)):
+                    if hasattr(sub, "jaxpr"):
+                        walk(sub.jaxpr if hasattr(sub.jaxpr, "eqns") else sub.jaxpr.jaxpr)
+                    elif hasattr(sub, "eqns"):
+                        walk(sub)
+
+    walk(jaxpr.jaxpr)
+    assert len(dots) >= 10
+    for prec in dots:
+        assert prec is not None and all(str(p).endswith(expected) for p in prec), prec
