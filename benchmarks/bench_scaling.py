@@ -36,7 +36,7 @@ cfg = ExperimentConfig(task=TaskConfig(op="x2_plus_y2", p=p), model=model,
                        train=TrainConfig(steps=100_000, batch_size=batch),
                        sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(0.5,)))
 eng = sweep.build_engine(cfg, dataset_from_task(make_task("x2_plus_y2", p)),
-                         run_chunk=None if chunk < 0 else chunk)
+                         wave=None if chunk < 0 else chunk)
 st = sweep.init_state(eng)
 t = time.perf_counter(); st = sweep.advance(eng, st, 1); jax.block_until_ready(st)
 compile_s = time.perf_counter() - t
@@ -53,7 +53,7 @@ def main():
     ap.add_argument("--runs", type=int, default=32)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--ns", default="1,2,4,8")
-    ap.add_argument("--run_chunk", type=int, default=-1, help="-1: platform default")
+    ap.add_argument("--wave", type=int, default=-1, help="-1: platform default")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -68,7 +68,7 @@ def main():
         env = dict(os.environ, JAX_PLATFORMS="cpu",
                    XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
         code = CHILD.format(root=ROOT, kind=args.model, runs=args.runs, steps=args.steps,
-                            chunk=args.run_chunk)
+                            chunk=args.wave)
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True)
         res = [json.loads(line[7:]) for line in r.stdout.splitlines()

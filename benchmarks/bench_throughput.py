@@ -8,11 +8,11 @@ For each model (the Power et al. transformer at p = 97 and the operand MLP at p 
 number of runs R it measures, on this machine in one process:
 
   map      jgrok's default engine: on CPU each device trains its runs one after another inside
-           one jitted call (`run_chunk=1`); on accelerators this is the same as `vmap`
+           one jitted call (`wave=1`); on accelerators this is the same as `vmap`
   plain    `map` with the models' shortcuts off (`ModelConfig.shortcuts=False`: every position
            of every block, first layer per row): the computation before the shortcuts
-  waveK    `map` in vmapped waves of K runs (`run_chunk=K`), e.g. wave2, wave4
-  vmap     all R runs vectorized with one `jax.vmap` (`run_chunk=0`)
+  waveK    `map` in vmapped waves of K runs (`wave=K`), e.g. wave2, wave4
+  vmap     all R runs vectorized with one `jax.vmap` (`wave=0`)
   seq      R separate R=1 sweeps, one after another (the compiled function is shared)
   torch    benchmarks/torch_baseline.py: one process with 1 and with 2 intra-op threads (one
            run at a time), and N = cpu_count single-threaded processes side by side, one run
@@ -122,9 +122,9 @@ def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
                             sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(FRACTION,)))
 
 
-def time_engine(cfg, dataset, steps: int, run_chunk) -> dict:
+def time_engine(cfg, dataset, steps: int, wave) -> dict:
     """Compile (AOT) and time `steps` steps of advance for the engine's runs."""
-    eng = sweep.build_engine(cfg, dataset, run_chunk=run_chunk)
+    eng = sweep.build_engine(cfg, dataset, wave=wave)
     state = sweep.init_state(eng)
     args = (eng.inputs, state, eng.run_data, jnp.int32(1))
     t = time.perf_counter()

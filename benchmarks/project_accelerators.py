@@ -51,7 +51,7 @@ def measure(preset: str):
     ds = dataset_from_task(task)
     cfg1 = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, seeds=(0,),
                                                               fractions=(0.5,)))
-    engine = sweep.build_engine(cfg1, ds, run_chunk=0)
+    engine = sweep.build_engine(cfg1, ds, wave=0)
     state = sweep.init_state(engine)
     one = jax.tree.map(lambda a: a[0], state)
     data = jax.tree.map(lambda a: a[0], engine.run_data)

@@ -3,7 +3,7 @@
 A sweep keeps every run's state (parameters, optimizer state, per-run data masks) on its device
 for the whole computation, but only a *wave* of runs needs its step temporaries (activations,
 gradients, the optimizer's intermediate copies) at a time: `jgrok.sweep` trains the runs of a
-device in waves of `run_chunk` runs, one wave after another inside the same jitted call
+device in waves of `wave` runs, one wave after another inside the same jitted call
 (`lax.map` over chunks of a `vmap`). This module measures one run's bytes from XLA's memory
 analysis of the compiled one-run programs and picks the largest wave that fits; a grid whose
 states alone do not fit is refused with one line.

@@ -333,9 +333,9 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     engine = sweep.build_engine(cfg, dataset, devices, memory_limit=memory_limit)
     n_local = engine.n_padded // engine.mesh.devices.size
     # (on CPU, waves of one run are the default, not a memory limit: not worth a line)
-    if 0 < engine.run_chunk < n_local and (memory_limit or engine.mesh.devices.flat[0].platform
+    if 0 < engine.wave < n_local and (memory_limit or engine.mesh.devices.flat[0].platform
                                            != "cpu"):
-        log(f"{n_local} runs per device, trained in waves of {engine.run_chunk}")
+        log(f"{n_local} runs per device, trained in waves of {engine.wave}")
     writer = jax.process_index() == 0
     state = sweep.init_state(engine)
     jax.block_until_ready(state)

@@ -25,7 +25,7 @@ from jgrok.data.split import Dataset, split_run
 from jgrok.models import build_model
 from jgrok.optim import make_optimizer
 
-EVAL_CHUNK = 2048
+EVAL_ROWS = 2048
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ class Engine:
     init: Callable
     advance: Callable
     evaluate: Callable
-    run_chunk: int = 0  # runs per wave on each device (0: all in one vmap)
+    wave: int = 0  # runs per wave on each device (0: all in one vmap)
 
     def shard_runs(self, tree):
         return jax.device_put(tree, NamedSharding(self.mesh, P("runs")))
@@ -56,7 +56,7 @@ def run_mesh(devices=None) -> Mesh:
     return Mesh(np.array(devices), ("runs",))
 
 
-def default_run_chunk(devices) -> int:
+def default_wave(devices) -> int:
     """Runs vectorized together on one device. Accelerators take all of them (one `vmap`); on
     CPU, runs go one after another (each run's whole `fori_loop` in turn), which keeps a run's
     weights and optimizer state in cache and avoids XLA:CPU's slow batched matmuls: measured
@@ -65,9 +65,9 @@ def default_run_chunk(devices) -> int:
 
 
 def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
-                 run_chunk: Optional[int] = None, memory_limit: Optional[int] = None) -> Engine:
-    """`run_chunk`: runs vectorized together per device, a *wave* (0: all, one `vmap`; None:
-    the platform's default, `default_run_chunk`). If a device cannot hold that many runs'
+                 wave: Optional[int] = None, memory_limit: Optional[int] = None) -> Engine:
+    """`wave`: runs vectorized together per device, a *wave* (0: all, one `vmap`; None:
+    the platform's default, `default_wave`). If a device cannot hold that many runs'
     temporaries, the wave is made as large as fits (`jgrok.memory.plan_wave`), and a grid whose
     states alone do not fit is refused (ConfigError). `memory_limit`: bytes per device to plan
     for, instead of the device's own limit. Waves change speed and memory only, not results."""
@@ -91,14 +91,14 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     max_batch = int(stacked["batch_size"].max())
 
     key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
-           min(EVAL_CHUNK, dataset.size), tuple(mesh.devices.flat),
+           min(EVAL_ROWS, dataset.size), tuple(mesh.devices.flat),
            tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
-    preferred = default_run_chunk(mesh.devices.flat) if run_chunk is None else int(run_chunk)
+    preferred = default_wave(mesh.devices.flat) if wave is None else int(wave)
     compiled = _compiled(*key, preferred)
-    chunk = _plan_chunk(compiled[0], preferred, mesh, n_padded // n_dev, dataset,
+    planned = _plan_wave(compiled[0], preferred, mesh, n_padded // n_dev, dataset,
                         {k: v[0] for k, v in stacked.items()}, memory_limit)
-    problem, init, advance_fn, evaluate_fn = (compiled if chunk == preferred
-                                              else _compiled(*key, chunk))
+    problem, init, advance_fn, evaluate_fn = (compiled if planned == preferred
+                                              else _compiled(*key, planned))
 
     runs = NamedSharding(mesh, P("runs"))
     repl = NamedSharding(mesh, P())
@@ -108,10 +108,10 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     targets = jax.device_put(jnp.asarray(dataset.targets), repl)
     return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
                   mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
-                  init=init, advance=advance_fn, evaluate=evaluate_fn, run_chunk=chunk)
+                  init=init, advance=advance_fn, evaluate=evaluate_fn, wave=planned)
 
 
-def _plan_chunk(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int,
+def _plan_wave(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int,
                 dataset: Dataset, one_run: dict, memory_limit: Optional[int]) -> int:
     """Runs per wave that the devices' memory allows (see `jgrok.memory`). On CPU without an
     explicit `memory_limit` only the states are checked against the host's available memory
@@ -142,14 +142,14 @@ def _run_bytes(problem: train.Problem, with_temp: bool, data_shapes: tuple,
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chunk, devices,
-              input_shape, input_dtype, run_chunk=0):
+def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows, devices,
+              input_shape, input_dtype, wave=0):
     """The problem and its jitted batched functions, shared by engines with the same settings
     (so a second sweep of the same shape, or a resumed one, does not compile again)."""
     model = build_model(model_cfg, n_classes)
     tx = make_optimizer(optim_cfg, steps)
     problem = train.Problem(model=model, tx=tx, loss=loss, n_classes=n_classes,
-                            max_batch=max_batch, eval_chunk=eval_chunk,
+                            max_batch=max_batch, eval_rows=eval_rows,
                             constant_norm=optim_cfg.constant_norm,
                             output_activation=model_cfg.output_activation,
                             matmul_precision=model_cfg.matmul_precision)
@@ -158,7 +158,7 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chun
     sample = jnp.zeros((1,) + input_shape, input_dtype)
     init = jax.jit(jax.vmap(functools.partial(train.init_run, problem, sample)),
                    out_shardings=runs)
-    if run_chunk <= 0:
+    if wave <= 0:
         advance = jax.jit(
             jax.vmap(functools.partial(train.train_steps, problem), in_axes=(None, 0, 0, None)),
             donate_argnums=(1,), out_shardings=runs)
@@ -168,11 +168,11 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_chun
 
     def advance_local(inputs, state, data, n):
         return jax.lax.map(lambda sd: train.train_steps(problem, inputs, sd[0], sd[1], n),
-                           (state, data), batch_size=run_chunk)
+                           (state, data), batch_size=wave)
 
     def evaluate_local(inputs, targets, params, data):
         return jax.lax.map(lambda pd: train.evaluate(problem, inputs, targets, pd[0], pd[1]),
-                           (params, data), batch_size=run_chunk)
+                           (params, data), batch_size=wave)
 
     # each device maps over its own slice of the run axis
     advance = jax.jit(jax.shard_map(advance_local, mesh=mesh,
@@ -326,10 +326,10 @@ def _late_eval(engine, late, on_eval):
 
 
 def train_sweep(cfg: ExperimentConfig, dataset: Dataset, devices=None,
-                run_chunk: Optional[int] = None) -> tuple[pd.DataFrame, train.RunState]:
+                wave: Optional[int] = None) -> tuple[pd.DataFrame, train.RunState]:
     """Train every run of the grid in memory, no files: returns (metrics table, final state).
-    `run_chunk` as in `build_engine`."""
-    engine = build_engine(cfg, dataset, devices, run_chunk=run_chunk)
+    `wave` as in `build_engine`."""
+    engine = build_engine(cfg, dataset, devices, wave=wave)
     rows: list = []
     state = init_state(engine)
     state = run_to_step(engine, state, 0, cfg.train.eval_steps(),

@@ -50,7 +50,7 @@ class Problem:
     loss: str  # ce | mse
     n_classes: int
     max_batch: int  # B: static batch buffer size (max over runs)
-    eval_chunk: int
+    eval_rows: int
     constant_norm: bool = False  # rescale weights to their initial norm after every step
     output_activation: str = "none"  # none | sigmoid | softmax, applied to the model output
     matmul_precision: str = "highest"  # ModelConfig.matmul_precision
@@ -157,7 +157,7 @@ def evaluate(problem: Problem, inputs, targets, params, data: RunData) -> dict:
     Training rows are scored against the labels the run trains on; validation rows against
     the clean targets."""
     n = inputs.shape[0]
-    c = problem.eval_chunk
+    c = problem.eval_rows
     pad = (-n) % c
     xs = jnp.concatenate([inputs, jnp.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
     xs = xs.reshape((-1, c) + inputs.shape[1:])

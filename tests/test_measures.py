@@ -34,7 +34,7 @@ class _LogitTable:
 
 def _problem(model, vocab):
     return train.Problem(model=model, tx=None, loss="ce", n_classes=vocab, max_batch=1,
-                         eval_chunk=64)
+                         eval_rows=64)
 
 
 def _fourier_params(p, freqs, d=8, rng=0):

@@ -46,15 +46,15 @@ def test_waves_chosen_from_a_memory_limit_give_the_same_runs(tiny_cfg):
         tiny_cfg, model=dataclasses.replace(tiny_cfg.model, kind="mlp", mlp_width=32),
         sweep=SweepConfig(seeds=(0, 1, 2), fractions=(0.3, 0.5), weight_decays=(0.0, 1.0)))
     ds = dataset_for(cfg)
-    ref_df, ref = sweep.train_sweep(cfg, ds, run_chunk=0)
-    eng = sweep.build_engine(cfg, ds, run_chunk=0)
+    ref_df, ref = sweep.train_sweep(cfg, ds, wave=0)
+    eng = sweep.build_engine(cfg, ds, wave=0)
     one = jax.tree.map(lambda a: np.asarray(a)[0], eng.run_data)
     rb = memory.measure_run_bytes(eng.problem, ds.inputs, ds.targets, one)
     n = eng.n_runs
     assert n == 12
     limit = (rb.shared + memory.STATE_COPIES * n * rb.state + 5.5 * rb.temp) / memory.HEADROOM
-    waved = sweep.build_engine(cfg, ds, run_chunk=0, memory_limit=int(limit))
-    assert waved.run_chunk == 5  # 12 runs in waves of 5, 5 and 2
+    waved = sweep.build_engine(cfg, ds, wave=0, memory_limit=int(limit))
+    assert waved.wave == 5  # 12 runs in waves of 5, 5 and 2
     state = sweep.init_state(waved)
     rows = []
     state = sweep.run_to_step(waved, state, 0, cfg.train.eval_steps(),

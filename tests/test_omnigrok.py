@@ -53,7 +53,7 @@ def _tiny_cfg(steps=20, **model_kw):
 def _problem(model, loss="mse", n_classes=4, output_activation="none", constant_norm=False):
     tx = make_optimizer(OptimConfig(warmup_steps=0), 10)
     return train.Problem(model=model, tx=tx, loss=loss, n_classes=n_classes, max_batch=8,
-                         eval_chunk=8, constant_norm=constant_norm,
+                         eval_rows=8, constant_norm=constant_norm,
                          output_activation=output_activation)
 
 

@@ -25,17 +25,17 @@ def _one_run(cfg, g):
     return sweep.train_sweep(dataclasses.replace(cfg, sweep=sw), dataset_for(cfg))
 
 
-# run_chunk 0: one vmap over all runs (the GPU/TPU default); 1: runs mapped one after another
-# inside the jitted call (the CPU default); 3: vmapped chunks of 3 runs (32 is not a multiple)
-@pytest.mark.parametrize("kind,checked,run_chunk", [("transformer", [0, 13, 31], 0),
+# wave 0: one vmap over all runs (the GPU/TPU default); 1: runs mapped one after another
+# inside the jitted call (the CPU default); 3: vmapped waves of 3 runs (32 is not a multiple)
+@pytest.mark.parametrize("kind,checked,wave", [("transformer", [0, 13, 31], 0),
                                                     ("transformer", [13], 1),
                                                     ("mlp", [6, 25], 0), ("mlp", [6, 31], 3)])
-def test_vmapped_runs_equal_runs_one_at_a_time(tiny_cfg, kind, checked, run_chunk):
+def test_vmapped_runs_equal_runs_one_at_a_time(tiny_cfg, kind, checked, wave):
     cfg = dataclasses.replace(
         tiny_cfg, model=dataclasses.replace(tiny_cfg.model, kind=kind, mlp_width=32),
         sweep=SweepConfig(seeds=(0, 1), split_seeds=(3, 4), fractions=(0.4, 0.7),
                           weight_decays=(0.0, 1.0), lrs=(1e-3, 3e-3)))
-    df, state = sweep.train_sweep(cfg, dataset_for(cfg), run_chunk=run_chunk)
+    df, state = sweep.train_sweep(cfg, dataset_for(cfg), wave=wave)
     grid = cfg.sweep.grid()
     assert len(grid) == 32 and df.run.nunique() == 32
     assert df[df.step == cfg.train.steps].train_loss.nunique() == 32  # every run differs

@@ -120,9 +120,9 @@ def _output(problem: train.Problem, out):
 
 def _forward(problem: train.Problem, params, inputs, with_neurons: bool):
     """Logits (N, vocab) and, with ``with_neurons``, post-activation neurons (N, n_neurons),
-    computed in chunks of ``problem.eval_chunk`` rows."""
+    computed in chunks of ``problem.eval_rows`` rows."""
     n = inputs.shape[0]
-    c = min(problem.eval_chunk, n)
+    c = min(problem.eval_rows, n)
     pad = (-n) % c
     xs = jnp.concatenate([inputs, jnp.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
     xs = xs.reshape((-1, c) + inputs.shape[1:])
