@@ -266,12 +266,12 @@ def _by_run_and_step(rows: list[dict]) -> pd.DataFrame:
     return df.sort_values(["run", "step"], kind="stable", ignore_index=True) if len(df) else df
 
 
-def _read_table_until(path: Path, step: int, inclusive: bool) -> list[dict]:
+def _rows_before(path: Path, step: int) -> list[dict]:
+    """The rows of a per-step table (steps.csv) before `step`; none if it is missing."""
     if not path.exists():
         return []
     old = mio.read_metrics(path, required=("run", "step"))
-    at = pd.to_numeric(old["step"], errors="coerce")
-    return old[(at <= step) if inclusive else (at < step)].to_dict("records")
+    return old[pd.to_numeric(old["step"], errors="coerce") < step].to_dict("records")
 
 
 def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLike,
@@ -356,7 +356,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             try:
                 rows = _rows_until(metrics_path, step, engine, schedule, run_dir, log)
                 if step_log is not None:
-                    step_rows = _read_table_until(steps_path, step, inclusive=False)
+                    step_rows = _rows_before(steps_path, step)
             except ConfigError:
                 ckpts.close()
                 raise
@@ -374,9 +374,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     last_saved = start
     prefix = dict(coords or {})
 
-    def advance(engine_, st, n, from_step):
-        if step_log is None:
-            return sweep.advance(engine_, st, n)
+    def advance_logged(engine_, st, n, from_step):
         st, values = step_log(engine_, st, n)
         for i, g in enumerate(engine.grid):
             for t in range(n):
@@ -401,12 +399,15 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     if tensorboard and writer:
         board = reporting.TensorBoardCells(run_dir / "tensorboard", engine.grid)
 
+    def write_tables():
+        mio.write_csv(pd.DataFrame(rows), metrics_path)
+        if step_log is not None:
+            mio.write_csv(_by_run_and_step(step_rows), steps_path)
+
     def save(step, st):
         nonlocal last_saved
         if writer:
-            mio.write_csv(pd.DataFrame(rows), metrics_path)
-            if step_log is not None:
-                mio.write_csv(_by_run_and_step(step_rows), steps_path)
+            write_tables()
         ckpts.save(step, st)
         last_saved = step
 
@@ -445,18 +446,16 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             # (a restored step's rows are in the table: it is not evaluated again)
             state = sweep.run_to_step(engine, state, start,
                                       [s for s in schedule if s > start or not rows], record,
-                                      pacer=pacer, on_piece=on_piece, advance_with=advance)
+                                      pacer=pacer, on_piece=on_piece,
+                                      advance_with=advance_logged if step_log else None)
     finally:
         for r in (reporter, board):
             if r is not None:
                 r.close()
-    df = pd.DataFrame(rows)
     if writer:
-        mio.write_csv(df, metrics_path)
-        if step_log is not None:
-            mio.write_csv(_by_run_and_step(step_rows), steps_path)
+        write_tables()
     ckpts.close()
-    return df
+    return pd.DataFrame(rows)
 
 
 def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict,
