@@ -30,7 +30,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from bench_throughput import flops_per_run_step, model_settings  # noqa: E402
-from jgrok import metrics, presets, sweep, train  # noqa: E402
+from jgrok import presets, sweep, tables, train  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
 from jgrok.memory import tree_bytes  # noqa: E402
@@ -107,7 +107,7 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        metrics.write_text(text, args.out)
+        tables.write_text(text, args.out)
 
 
 if __name__ == "__main__":

@@ -73,17 +73,17 @@ def train(dataset, names: dict, alphas, steps: int, out: str):
 
 
 def report(df, out: str, steps: int, title: str, keys, panel_keys, extra_md: str = ""):
-    from jgrok import metrics as mio
+    from jgrok import tables
     from jgrok import plots_norm
 
     summary, md = plots_norm.variants_report(df, keys, range(0, steps + 1, FLAGS.table_every),
                                              title, extra_md)
-    mio.write_csv(summary, os.path.join(out, "summary.csv"))
-    mio.write_text(md, os.path.join(out, "tables.md"))
+    tables.write_csv(summary, os.path.join(out, "summary.csv"))
+    tables.write_text(md, os.path.join(out, "tables.md"))
     plots_norm.plot_acc_norm(df, os.path.join(out, "acc_norm"), panel_keys=panel_keys,
                              line_keys=["init_scale"], ncols=min(len(panel_keys) + 1, 3),
                              title=f"{title}: median over {FLAGS.seeds} seed(s)")
-    print(mio.markdown_table(summary, missing="-") + "\n" + extra_md, flush=True)
+    print(tables.markdown_table(summary, missing="-") + "\n" + extra_md, flush=True)
 
 
 def part_variants(dataset, out: str):
@@ -93,7 +93,7 @@ def part_variants(dataset, out: str):
 
 
 def part_control(tasks, out: str):
-    from jgrok import metrics as mio
+    from jgrok import tables
     from jgrok import rundir
     from jgrok.analysis.phases import PhaseThresholds, classify_table
 
@@ -106,10 +106,10 @@ def part_control(tasks, out: str):
                                      "fit_step", "gen_step", "delay", "delay_ratio",
                                      "val_acc_at_fit", "plateau", "final_train_acc",
                                      "final_val_acc"]]
-    mio.write_csv(phases, os.path.join(out, "phases.csv"))
-    mio.write_csv(df, os.path.join(out, "metrics.csv"))
+    tables.write_csv(phases, os.path.join(out, "phases.csv"))
+    tables.write_csv(df, os.path.join(out, "metrics.csv"))
     md = (f"\n## Phase classification ({th.describe()}; delay = gen_step - fit_step)\n\n"
-          + mio.markdown_table(phases, missing="-") + "\n")
+          + tables.markdown_table(phases, missing="-") + "\n")
     report(df, out, FLAGS.control_steps, "Control: linear output + MSE + large alpha on easily "
            "generalizable tasks", ["task", "variant", "init_scale"], ["task", "variant"], md)
 

@@ -87,7 +87,7 @@ def main(argv):
     from jgrok.data.omnigrok import mnist_dataset
 
     dataset = mnist_dataset(FLAGS.data_dir, n_train=FLAGS.n_train)  # fails before JAX work
-    from jgrok import metrics as mio
+    from jgrok import tables
     from jgrok import plots_norm, presets, rundir
 
     steps = set(presets.omnigrok_eval_steps(FLAGS.steps))
@@ -106,9 +106,9 @@ def main(argv):
                                              constant_norm=int(c.optim.constant_norm))
                                      for n, c in variants.items()})
     summary = plots_norm.summary_table(df, ["variant", "init_scale", "weight_decay"])
-    mio.write_csv(summary, os.path.join(FLAGS.out, "summary.csv"))
-    md = mio.markdown_table(summary, missing="-") + "\n"
-    mio.write_text(md, os.path.join(FLAGS.out, "summary.md"))
+    tables.write_csv(summary, os.path.join(FLAGS.out, "summary.csv"))
+    md = tables.markdown_table(summary, missing="-") + "\n"
+    tables.write_text(md, os.path.join(FLAGS.out, "summary.md"))
     plots_norm.plot_acc_norm(df, os.path.join(FLAGS.out, "acc_norm"),
                              panel_keys=["variant", "weight_decay"], line_keys=["init_scale"],
                              title=f"{dataset.name}: median over {FLAGS.seeds} seed(s)")

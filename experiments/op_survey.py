@@ -46,7 +46,7 @@ def main(argv):
 
     import pandas as pd
 
-    from jgrok import metrics, plots, rundir
+    from jgrok import plots, rundir, tables
     from jgrok.analysis.phases import PHASE_LETTERS, PhaseThresholds, aggregate_cells
 
     frames, walls = [], {}
@@ -54,7 +54,7 @@ def main(argv):
         out = op_dir(FLAGS.out, op)
         t0 = time.perf_counter()
         if FLAGS.analysis_only:
-            df = metrics.read_metrics(os.path.join(out, "metrics.csv"))
+            df = tables.read_metrics(os.path.join(out, "metrics.csv"))
         else:
             cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, op=op))
             df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
@@ -71,7 +71,7 @@ def main(argv):
     order = {op: i for i, op in enumerate(tasks)}
     cells = cells.sort_values(["op", "fraction"], key=lambda c: c.map(order) if c.name == "op"
                               else c, kind="stable").reset_index(drop=True)
-    metrics.write_csv(cells, os.path.join(FLAGS.out, "op_cells.csv"))
+    tables.write_csv(cells, os.path.join(FLAGS.out, "op_cells.csv"))
     keep = [c for c in ("op", "fraction", "weight_decay", "lr", "init_scale") if c in cells
             and (c in ("op", "fraction") or cells[c].nunique() > 1)]
     table = cells[keep + ["n_seeds", "cell_phase", "counts", "fit_step_median",
@@ -79,8 +79,8 @@ def main(argv):
     rule = PhaseThresholds()  # the rule write_all_figures labelled the runs with
     letters = ", ".join(f"{k} {p.replace('_', ' ')}" for p, k in PHASE_LETTERS.items())
     md = (f"Phase per operation and training fraction ({rule.describe()}). "
-          f"Letters: {letters}.\n\n" + metrics.markdown_table(table))
-    metrics.write_text(md + "\n", os.path.join(FLAGS.out, "op_phases.md"))
+          f"Letters: {letters}.\n\n" + tables.markdown_table(table))
+    tables.write_text(md + "\n", os.path.join(FLAGS.out, "op_phases.md"))
     plots.plot_phase_diagram(cells, os.path.join(FLAGS.out, "op_phase_diagram"),
                              note=f"rule: {rule.rule}")
     print(md)

@@ -69,7 +69,7 @@ def run_nanda(cfg, dataset, out):
     import jax
     import numpy as np
 
-    from jgrok import metrics as mio
+    from jgrok import tables
     from jgrok import plots, rundir, sweep
     from jgrok.analysis import measures
 
@@ -83,20 +83,20 @@ def run_nanda(cfg, dataset, out):
         return {c: f[c].tolist() for c in (*measures.MEASURE_COLUMNS, "key_freqs")}
 
     if FLAGS.replot:
-        df = mio.read_metrics(os.path.join(out, "metrics.csv"))
+        df = tables.read_metrics(os.path.join(out, "metrics.csv"))
     else:
         df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=on_eval,
                               extra_config=dict(flags=FLAGS.flag_values_dict()))
         df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys)
-        mio.write_csv(df, os.path.join(out, "metrics.csv"))
+        tables.write_csv(df, os.path.join(out, "metrics.csv"))
     df["key_freqs"] = df["key_freqs"].astype(str)
     masks = np.asarray(jax.device_get(engine.run_data.train_mask))
     shares = {i: measures.commutation_share(masks[i], p) for i in range(engine.n_runs)}
     phases = measures.phase_boundaries(df, shares)
-    mio.write_csv(phases, os.path.join(out, "phases.csv"))
+    tables.write_csv(phases, os.path.join(out, "phases.csv"))
     table = measures.key_frequency_markdown(df[df.step == df.step.max()].sort_values("run"),
                                             phases, df)
-    mio.write_text(table, os.path.join(out, "key_frequencies.md"))
+    tables.write_text(table, os.path.join(out, "key_frequencies.md"))
     plots.plot_progress_measures(df, phases, os.path.join(out, "progress_measures.png"))
     print(phases.to_string(index=False) + "\n" + table)
 
@@ -105,7 +105,7 @@ def run_gromov(cfg, dataset, out):
     import pandas as pd
 
     from jgrok import checkpoint, plots, rundir, sweep
-    from jgrok import metrics as mio
+    from jgrok import tables
     from jgrok.analysis import measures
 
     engine = sweep.build_engine(cfg, dataset)
@@ -124,8 +124,8 @@ def run_gromov(cfg, dataset, out):
         .assign(when="final", step=cfg.train.steps)], ignore_index=True)
     ipr["seed"] = [engine.grid[r]["seed"] for r in ipr.run]
     curve = df[["run", "seed", "step", "ipr_mean", "train_acc", "val_acc"]]
-    mio.write_csv(ipr, os.path.join(out, "ipr.csv"))
-    mio.write_csv(curve, os.path.join(out, "ipr_curve.csv"))
+    tables.write_csv(ipr, os.path.join(out, "ipr.csv"))
+    tables.write_csv(curve, os.path.join(out, "ipr_curve.csv"))
     plots.plot_gromov_ipr(ipr, curve, os.path.join(out, "gromov_ipr.png"))
     print(measures.ipr_summary(ipr))
 

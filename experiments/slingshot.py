@@ -80,7 +80,7 @@ def main(argv):
     import numpy as np
     import pandas as pd
 
-    from jgrok import metrics as mio
+    from jgrok import tables
     from jgrok import rundir, slingshot
     from jgrok.analysis.spikes import per_step_spikes
     from jgrok.plots import plot_slingshot
@@ -101,7 +101,7 @@ def main(argv):
         df = rundir.run_sweep(cfg, dataset, sub, resume=FLAGS.resume and os.path.exists(
             os.path.join(sub, "config.json")), step_log=step_log, coords=dict(variant=v))
         eval_frames.append(df)
-        steps = mio.read_metrics(os.path.join(sub, "steps.csv"), required=("run", "step"))
+        steps = tables.read_metrics(os.path.join(sub, "steps.csv"), required=("run", "step"))
         wall = time.perf_counter() - t0
         last = df[df.step == df.step.max()].set_index("run")
         for i, g in steps.groupby("run", sort=True):
@@ -129,13 +129,13 @@ def main(argv):
     steps_df = pd.concat(step_frames, ignore_index=True)
     spikes_df = pd.DataFrame(spikes)
     summary_df = pd.DataFrame(summary)
-    mio.write_json(dict(configs={v: c.to_dict() for v, c in cfgs.items()},
-                        flags=FLAGS.flag_values_dict(), versions=mio.versions()),
+    tables.write_json(dict(configs={v: c.to_dict() for v, c in cfgs.items()},
+                        flags=FLAGS.flag_values_dict(), versions=tables.versions()),
                    os.path.join(FLAGS.out, "config.json"))
-    mio.write_csv(steps_df, os.path.join(FLAGS.out, "steps.csv"))
-    mio.write_csv(rundir.concat_variants(eval_frames), os.path.join(FLAGS.out, "metrics.csv"))
-    mio.write_csv(spikes_df, os.path.join(FLAGS.out, "spikes.csv"))
-    mio.write_csv(summary_df, os.path.join(FLAGS.out, "summary.csv"))
+    tables.write_csv(steps_df, os.path.join(FLAGS.out, "steps.csv"))
+    tables.write_csv(rundir.concat_variants(eval_frames), os.path.join(FLAGS.out, "metrics.csv"))
+    tables.write_csv(spikes_df, os.path.join(FLAGS.out, "spikes.csv"))
+    tables.write_csv(summary_df, os.path.join(FLAGS.out, "summary.csv"))
     plot_slingshot(steps_df, spikes_df, os.path.join(FLAGS.out, "slingshot.png"), list(cfgs))
     print(f"total {time.perf_counter() - t_all:.0f}s")
     print(summary_df.drop(columns=["wall_s"]).to_string(index=False))

@@ -27,7 +27,7 @@ from jgrok.analysis.phases import (CELL_RESULT_COLUMNS, PHASE_LETTERS, PHASES, S
 from jgrok.analysis.phases import first_step_reaching
 from jgrok.analysis.spikes import Spike, detect_spikes, spikes_table
 from jgrok.errors import ConfigError
-from jgrok.metrics import atomic_write, write_csv
+from jgrok.tables import atomic_write, write_csv
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
              "#000000")
@@ -70,7 +70,7 @@ def _save(fig: Figure, path) -> list[str]:
 
 
 def write_csv_atomic(df: pd.DataFrame, path) -> str:
-    """Write ``df`` to ``path`` as CSV atomically (`jgrok.metrics.write_csv`); returns the
+    """Write ``df`` to ``path`` as CSV atomically (`jgrok.tables.write_csv`); returns the
     path."""
     write_csv(df, path)
     return os.fspath(path)

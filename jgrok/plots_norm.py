@@ -9,7 +9,7 @@ written as ``<stem>.png`` and ``<stem>.pdf``, each atomically (`jgrok.plots.save
 `summary_table` gives per group the final accuracies, the step at which validation accuracy
 first comes within ``tol`` of its final value and the weight norm at the start and the end;
 and `checkpoint_table` the metrics at chosen steps (render them with
-`jgrok.metrics.markdown_table`).
+`jgrok.tables.markdown_table`).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def variants_report(df: pd.DataFrame, keys: Sequence[str], table_steps: Sequence
     of ``keys``, ``extra_md``, then per group the :func:`checkpoint_table` at ``table_steps``
     (the course study's format: step x train/test accuracy x weight norm). Returns
     ``(summary, markdown)``."""
-    from jgrok.metrics import markdown_table
+    from jgrok.tables import markdown_table
 
     summary = summary_table(df, keys)
     parts = [f"# {title}\n", "## Summary (mean over seeds; val_settle_step: median step at "

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 import pandas as pd
 
-from jgrok import metrics as mio
+from jgrok import tables
 from jgrok import reporting, sweep
 from jgrok.checkpoint import Checkpoints
 from jgrok.config import ExperimentConfig
@@ -150,7 +150,7 @@ def _rows_until(metrics_path: Path, step: int, engine, schedule: tuple, run_dir:
     advice = (f"move it aside to resume with only the rows from step {step} on, or start a "
               f"new run directory")
     try:
-        old = mio.read_metrics(metrics_path)
+        old = tables.read_metrics(metrics_path)
     except ConfigError as e:
         raise ConfigError(f"cannot resume {run_dir}: {e}; {advice}")
     problem = None
@@ -270,7 +270,7 @@ def _rows_before(path: Path, step: int) -> list[dict]:
     """The rows of a per-step table (steps.csv) before `step`; none if it is missing."""
     if not path.exists():
         return []
-    old = mio.read_metrics(path, required=("run", "step"))
+    old = tables.read_metrics(path, required=("run", "step"))
     return old[pd.to_numeric(old["step"], errors="coerce") < step].to_dict("records")
 
 
@@ -366,7 +366,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
             log("WARNING: no readable checkpoint; starting from scratch")
     elif not cfg_path.exists() or not resume:
         if writer:  # with several processes, only process 0 writes files
-            mio.write_json(dict(config=cfg_dict, grid=engine.grid, versions=mio.versions(),
+            tables.write_json(dict(config=cfg_dict, grid=engine.grid, versions=tables.versions(),
                                 n_runs=engine.n_runs, dataset=dataset.name,
                                 **({} if eval_steps is None else dict(eval_steps=schedule)),
                                 **(extra_config or {})), cfg_path)
@@ -400,9 +400,9 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         board = reporting.TensorBoardCells(run_dir / "tensorboard", engine.grid)
 
     def write_tables():
-        mio.write_csv(pd.DataFrame(rows), metrics_path)
+        tables.write_csv(pd.DataFrame(rows), metrics_path)
         if step_log is not None:
-            mio.write_csv(_by_run_and_step(step_rows), steps_path)
+            tables.write_csv(_by_run_and_step(step_rows), steps_path)
 
     def save(step, st):
         nonlocal last_saved
@@ -487,7 +487,7 @@ def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict
         frames.append(df)
     df = concat_variants(frames)
     if jax.process_index() == 0:
-        mio.write_csv(df, run_dir / "metrics.csv")
+        tables.write_csv(df, run_dir / "metrics.csv")
     return df
 
 

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jgrok import checkpoint, cli, rundir, sweep
-from jgrok import metrics as mio
+from jgrok import tables
 from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
                           TrainConfig)
 from jgrok.data import groups
@@ -409,27 +409,27 @@ def _failing_to_csv(exc):
 def test_an_interrupted_table_write_keeps_the_previous_file(tmp_path, monkeypatch, exc):
     path = tmp_path / "metrics.csv"
     old = pd.DataFrame(dict(run=[0, 1], step=[0, 0], train_acc=[0.1, 0.2], val_acc=[0.0, 0.5]))
-    mio.write_csv(old, path)
+    tables.write_csv(old, path)
     before = path.read_bytes()
     monkeypatch.setattr(pd.DataFrame, "to_csv", _failing_to_csv(exc))
     with pytest.raises(type(exc)):
-        mio.write_csv(pd.concat([old] * 50), path)
+        tables.write_csv(pd.concat([old] * 50), path)
     assert path.read_bytes() == before
     assert temp_files(tmp_path) == []
 
 
 def test_an_interrupted_json_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "config.json"
-    mio.write_json(dict(a=1), path)
+    tables.write_json(dict(a=1), path)
     before = path.read_bytes()
 
     def dump(obj, f, **k):
         f.write('{"a": ')
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mio.json, "dump", dump)
+    monkeypatch.setattr(tables.json, "dump", dump)
     with pytest.raises(OSError):
-        mio.write_json(dict(a=2), path)
+        tables.write_json(dict(a=2), path)
     assert path.read_bytes() == before and temp_files(tmp_path) == []
 
 

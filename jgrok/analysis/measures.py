@@ -375,7 +375,7 @@ def key_frequency_markdown(final: pd.DataFrame, phases: pd.DataFrame, df: pd.Dat
 
 def save_params(params, path) -> None:
     """Write a batch of parameters (a pytree) to ``path`` as an .npz of its leaves, atomically."""
-    from jgrok.metrics import atomic_write
+    from jgrok.tables import atomic_write
 
     leaves = [np.asarray(a) for a in jax.tree.leaves(jax.device_get(params))]
 
