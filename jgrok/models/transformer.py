@@ -47,8 +47,10 @@ def sinusoidal_positions(max_len: int, d_model: int) -> np.ndarray:
     return pe
 
 
-class Block(nn.Module):
-    """The plain block (`shortcuts=False`)."""
+class _BlockBase(nn.Module):
+    """What `Block` and `FastBlock` share: their settings, and everything after the attention's
+    residual sum (LayerNorm, the ReLU feed-forward layer with its residual, LayerNorm), so both
+    have the same parameter names."""
 
     d_model: int
     n_heads: int
@@ -57,13 +59,8 @@ class Block(nn.Module):
     layer_norm: bool = True
     dtype: Optional[Any] = None
 
-    @nn.compact
-    def __call__(self, x):
-        mask = nn.make_causal_mask(jnp.ones(x.shape[:-1], jnp.int32))
-        a = nn.MultiHeadDotProductAttention(
-            num_heads=self.n_heads, qkv_features=self.d_model, out_features=self.d_model,
-            use_bias=self.use_bias, dtype=self.dtype, name="attn")(x, x, mask=mask)
-        x = x + a
+    def _after_attention(self, x):
+        """Called from the subclass's compact `__call__` (the submodules belong to it)."""
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="attn_norm")(x)
         h = nn.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in")(x)
@@ -72,6 +69,19 @@ class Block(nn.Module):
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="ffn_norm")(x)
         return x
+
+
+class Block(_BlockBase):
+    """The plain block (`shortcuts=False`)."""
+
+    @nn.compact
+    def __call__(self, x):
+        mask = nn.make_causal_mask(jnp.ones(x.shape[:-1], jnp.int32))
+        a = nn.MultiHeadDotProductAttention(
+            num_heads=self.n_heads, qkv_features=self.d_model, out_features=self.d_model,
+            use_bias=self.use_bias, dtype=self.dtype, name="attn")(x, x, mask=mask)
+        x = x + a
+        return self._after_attention(x)
 
 
 class Attention(nn.Module):
@@ -107,20 +117,13 @@ class Attention(nn.Module):
         return self.out(jnp.einsum("...hqk,...khd->...qhd", w, v))
 
 
-class FastBlock(nn.Module):
+class FastBlock(_BlockBase):
     """The block of `shortcuts=True`; same parameters as `Block`.
 
     `x` (..., T, d): the block's input (for the residual). `table`, `index`: optional; the
     input is `table[index]` (table (M, d), index (..., T) ints), and Q/K/V are projected on
     the table's M rows and gathered. `last_only`: compute the output at the last position
     only, shape (..., 1, d)."""
-
-    d_model: int
-    n_heads: int
-    d_ff: int
-    use_bias: bool
-    layer_norm: bool = True
-    dtype: Optional[Any] = None
 
     @nn.compact
     def __call__(self, x, table=None, index=None, last_only=False):
@@ -135,14 +138,7 @@ class FastBlock(nn.Module):
         if last_only:
             x = x[..., -1:, :]
         x = x + attn(q, k, v)
-        if self.layer_norm:
-            x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="attn_norm")(x)
-        h = nn.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in")(x)
-        x = x + nn.Dense(self.d_model, use_bias=self.use_bias, dtype=self.dtype,
-                         name="ffn_out")(nn.relu(h))
-        if self.layer_norm:
-            x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="ffn_norm")(x)
-        return x
+        return self._after_attention(x)
 
 
 class Transformer(nn.Module):
