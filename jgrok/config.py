@@ -157,7 +157,9 @@ class TrainConfig:
         None, "batch size (none: min(512, ceil(N_train / 2)), the paper's rule; 0: full batch)")
     loss: str = setting("ce", "loss: ce | mse (against one-hot answers)")
     eval_every: int = setting(100, "evaluate every this many steps")
-    log_eval: int = setting(0, "> 0: this many log-spaced evaluations instead of every eval_every")
+    log_eval: Optional[int] = setting(
+        None, "this many log-spaced evaluations instead of every eval_every (none: every "
+        "eval_every)")
     checkpoint_every: int = setting(10_000, "checkpoint interval in steps")
     keep_checkpoints: int = setting(3, "checkpoint versions kept")
 
@@ -170,6 +172,9 @@ class TrainConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; known: ce, mse")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
+        if self.log_eval is not None and self.log_eval < 1:
+            raise ConfigError(f"log_eval={self.log_eval} must be >= 1, or none for evaluations "
+                              f"every eval_every")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every} must be >= 1")
         if self.keep_checkpoints < 1:
@@ -177,7 +182,7 @@ class TrainConfig:
 
     def eval_steps(self) -> tuple[int, ...]:
         """Steps at which every run is evaluated: 0, ..., steps (always both ends)."""
-        if self.log_eval > 0:
+        if self.log_eval is not None:
             pts = {int(round(x)) for x in _geomspace(1, self.steps, self.log_eval)}
         else:
             pts = set(range(self.eval_every, self.steps + 1, self.eval_every))
@@ -281,7 +286,10 @@ class ExperimentConfig:
             if k in sw:
                 sw[k] = tup(sw[k])
         sw["split_seeds"] = tup(sw.get("split_seeds"))
+        train = dict(d["train"])
+        if train.get("log_eval") == 0:  # run directories written before 2026-12-02: 0 = none
+            train["log_eval"] = None
         return ExperimentConfig(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]),
-                                optim=OptimConfig(**d["optim"]), train=TrainConfig(**d["train"]),
+                                optim=OptimConfig(**d["optim"]), train=TrainConfig(**train),
                                 sweep=SweepConfig(**sw))
 

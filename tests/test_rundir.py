@@ -75,6 +75,26 @@ def test_resume_with_a_different_config_is_refused_naming_the_settings(tiny_cfg,
         rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
 
 
+def test_a_stored_log_eval_of_0_resumes_as_none(tiny_cfg, tmp_path):
+    """Run directories written before 2026-12-02 store `log_eval: 0` (the old sentinel for
+    "no log-spaced evaluations"); it reads as None, so they still resume."""
+    ds = dataset_for(tiny_cfg)
+    assert tiny_cfg.train.log_eval is None
+    with pytest.raises(Killed):
+        rundir.run_sweep(tiny_cfg, ds, tmp_path / "old", on_eval=_kill_at(20),
+                         log=lambda m: None)
+    path = tmp_path / "old" / "config.json"
+    meta = json.loads(path.read_text())
+    meta["config"]["train"]["log_eval"] = 0
+    path.write_text(json.dumps(meta))
+    msgs = []
+    rundir.run_sweep(tiny_cfg, ds, tmp_path / "old", resume=True, log=msgs.append)
+    assert any("resumed from the checkpoint at step 10" in m for m in msgs)
+    with pytest.raises(ConfigError, match="log_eval=0 must be >= 1, or none"):
+        dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train,
+                                                                log_eval=0)).validate()
+
+
 def test_config_json_and_extracting_one_runs_params(tiny_cfg, tmp_path):
     ds = dataset_for(tiny_cfg)
     rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
