@@ -73,16 +73,16 @@ def train(dataset, names: dict, alphas, steps: int, out: str):
 
 
 def report(df, out: str, steps: int, title: str, keys, panel_keys, extra_md: str = ""):
-    from jgrok import tables
-    from jgrok import plots_norm
+    from jgrok import figures, tables
+    from jgrok.analysis.summary import variants_report
 
-    summary, md = plots_norm.variants_report(df, keys, range(0, steps + 1, FLAGS.table_every),
+    summary, md = variants_report(df, keys, range(0, steps + 1, FLAGS.table_every),
                                              title, extra_md)
     tables.write_csv(summary, os.path.join(out, "summary.csv"))
     tables.write_text(md, os.path.join(out, "tables.md"))
-    plots_norm.plot_acc_norm(df, os.path.join(out, "acc_norm"), panel_keys=panel_keys,
-                             line_keys=["init_scale"], ncols=min(len(panel_keys) + 1, 3),
-                             title=f"{title}: median over {FLAGS.seeds} seed(s)")
+    figures.plot_acc_norm(df, os.path.join(out, "acc_norm"), panel_keys=panel_keys,
+                          line_keys=["init_scale"], ncols=min(len(panel_keys) + 1, 3),
+                          title=f"{title}: median over {FLAGS.seeds} seed(s)")
     print(tables.markdown_table(summary, missing="-") + "\n" + extra_md, flush=True)
 
 

@@ -87,8 +87,8 @@ def main(argv):
     from jgrok.data.omnigrok import mnist_dataset
 
     dataset = mnist_dataset(FLAGS.data_dir, n_train=FLAGS.n_train)  # fails before JAX work
-    from jgrok import tables
-    from jgrok import plots_norm, presets, rundir
+    from jgrok import figures, presets, rundir, tables
+    from jgrok.analysis.summary import summary_table
 
     steps = set(presets.omnigrok_eval_steps(FLAGS.steps))
     if FLAGS.eval_every:
@@ -105,13 +105,13 @@ def main(argv):
                              coords={n: dict(loss=c.train.loss,
                                              constant_norm=int(c.optim.constant_norm))
                                      for n, c in variants.items()})
-    summary = plots_norm.summary_table(df, ["variant", "init_scale", "weight_decay"])
+    summary = summary_table(df, ["variant", "init_scale", "weight_decay"])
     tables.write_csv(summary, os.path.join(FLAGS.out, "summary.csv"))
     md = tables.markdown_table(summary, missing="-") + "\n"
     tables.write_text(md, os.path.join(FLAGS.out, "summary.md"))
-    plots_norm.plot_acc_norm(df, os.path.join(FLAGS.out, "acc_norm"),
-                             panel_keys=["variant", "weight_decay"], line_keys=["init_scale"],
-                             title=f"{dataset.name}: median over {FLAGS.seeds} seed(s)")
+    figures.plot_acc_norm(df, os.path.join(FLAGS.out, "acc_norm"),
+                          panel_keys=["variant", "weight_decay"], line_keys=["init_scale"],
+                          title=f"{dataset.name}: median over {FLAGS.seeds} seed(s)")
     print(md)
     print(f"total wall time {time.perf_counter() - t0:.0f}s; wrote {FLAGS.out}/metrics.csv, "
           f"summary.md, acc_norm.png/.pdf", flush=True)

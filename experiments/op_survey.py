@@ -46,7 +46,7 @@ def main(argv):
 
     import pandas as pd
 
-    from jgrok import plots, rundir, tables
+    from jgrok import figures, rundir, tables
     from jgrok.analysis.phases import PHASE_LETTERS, PhaseThresholds, aggregate_cells
 
     frames, walls = [], {}
@@ -60,7 +60,7 @@ def main(argv):
             df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
                                   extra_config=dict(task_name=task.name),
                                   tensorboard=FLAGS.tensorboard)
-        plots.write_all_figures(df, out)
+        figures.write_all_figures(df, out)
         walls[op] = time.perf_counter() - t0
         ph = pd.read_csv(os.path.join(out, "phases.csv"))
         ph.insert(1, "op", op)
@@ -81,7 +81,7 @@ def main(argv):
     md = (f"Phase per operation and training fraction ({rule.describe()}). "
           f"Letters: {letters}.\n\n" + tables.markdown_table(table))
     tables.write_text(md + "\n", os.path.join(FLAGS.out, "op_phases.md"))
-    plots.plot_phase_diagram(cells, os.path.join(FLAGS.out, "op_phase_diagram"),
+    figures.plot_phase_diagram(cells, os.path.join(FLAGS.out, "op_phase_diagram"),
                              note=f"rule: {rule.rule}")
     print(md)
 

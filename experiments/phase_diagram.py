@@ -66,9 +66,9 @@ def main(argv):
                           tensorboard=FLAGS.tensorboard)
     print(f"done in {time.perf_counter() - t0:.1f}s; metrics: {os.path.join(out, 'metrics.csv')}")
     if FLAGS.figures and jax.process_index() == 0:
-        from jgrok import plots
+        from jgrok import figures
 
-        paths = plots.write_all_figures(df, out)
+        paths = figures.write_all_figures(df, out)
         print(f"wrote {len(paths)} analysis files under {out}")
 
 

@@ -33,12 +33,12 @@ def main(argv):
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.run:
         raise ConfigError("--run is required (a run directory holding metrics.csv)")
-    from jgrok import plots, tables
+    from jgrok import figures, tables
 
     df = tables.read_metrics(os.path.join(FLAGS.run, "metrics.csv"))
     th = PhaseThresholds(rule=FLAGS.rule, fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc,
                          plateau_factor=FLAGS.plateau_factor, delay_factor=FLAGS.delay_factor)
-    paths = plots.write_all_figures(df, FLAGS.run, thresholds=th)
+    paths = figures.write_all_figures(df, FLAGS.run, thresholds=th)
     print(f"{len(df)} metric rows, {df.run.nunique()} runs, last step {df.step.max()}")
     for p in paths:
         print(p)

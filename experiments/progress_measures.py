@@ -69,8 +69,7 @@ def run_nanda(cfg, dataset, out):
     import jax
     import numpy as np
 
-    from jgrok import tables
-    from jgrok import plots, rundir, sweep
+    from jgrok import figures, rundir, sweep, tables
     from jgrok.analysis import measures
 
     p = cfg.task.p
@@ -97,15 +96,14 @@ def run_nanda(cfg, dataset, out):
     table = measures.key_frequency_markdown(df[df.step == df.step.max()].sort_values("run"),
                                             phases, df)
     tables.write_text(table, os.path.join(out, "key_frequencies.md"))
-    plots.plot_progress_measures(df, phases, os.path.join(out, "progress_measures.png"))
+    figures.plot_progress_measures(df, phases, os.path.join(out, "progress_measures.png"))
     print(phases.to_string(index=False) + "\n" + table)
 
 
 def run_gromov(cfg, dataset, out):
     import pandas as pd
 
-    from jgrok import checkpoint, plots, rundir, sweep
-    from jgrok import tables
+    from jgrok import checkpoint, figures, rundir, sweep, tables
     from jgrok.analysis import measures
 
     engine = sweep.build_engine(cfg, dataset)
@@ -126,7 +124,7 @@ def run_gromov(cfg, dataset, out):
     curve = df[["run", "seed", "step", "ipr_mean", "train_acc", "val_acc"]]
     tables.write_csv(ipr, os.path.join(out, "ipr.csv"))
     tables.write_csv(curve, os.path.join(out, "ipr_curve.csv"))
-    plots.plot_gromov_ipr(ipr, curve, os.path.join(out, "gromov_ipr.png"))
+    figures.plot_gromov_ipr(ipr, curve, os.path.join(out, "gromov_ipr.png"))
     print(measures.ipr_summary(ipr))
 
 

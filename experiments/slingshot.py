@@ -83,7 +83,7 @@ def main(argv):
     from jgrok import tables
     from jgrok import rundir, slingshot
     from jgrok.analysis.spikes import per_step_spikes
-    from jgrok.plots import plot_slingshot
+    from jgrok.figures import plot_slingshot
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
 

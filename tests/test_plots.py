@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jgrok import plots
+from jgrok import figures
 from jgrok.analysis import aggregate_cells, classify_table
 
 STEPS = np.concatenate([[0.0], np.unique(np.round(np.logspace(0, 4, 50)))])
@@ -60,7 +60,7 @@ def _no_temp_files(folder):
 
 def test_write_all_figures(tmp_path):
     df = synthetic_table()
-    paths = plots.write_all_figures(df, tmp_path)
+    paths = figures.write_all_figures(df, tmp_path)
     _check_files(paths)
     names = {os.path.relpath(p, tmp_path) for p in paths}
     for stem in ("phase_diagram", "steps_to_generalize", "accuracy_curves", "loss_grid",
@@ -86,32 +86,32 @@ def test_write_all_figures_partial_and_tiny_tables(tmp_path):
     partial.loc[diverged, ["train_loss", "val_loss", "train_acc", "val_acc"]] = np.nan
     partial.loc[diverged & (partial["step"] == 3), "train_loss"] = np.inf
     partial.loc[diverged, "diverged"] = 1
-    _check_files(plots.write_all_figures(partial, tmp_path / "partial"))
+    _check_files(figures.write_all_figures(partial, tmp_path / "partial"))
     init_only = df[df["step"] == 0]
-    _check_files(plots.write_all_figures(init_only, tmp_path / "init"))
+    _check_files(figures.write_all_figures(init_only, tmp_path / "init"))
     # one run, no norm columns, an extra coordinate column, read from a CSV path
     df2 = df[df["run"] == 4].drop(columns=["last_layer_norm", "param_norm"]).assign(variant="b")
     df2.to_csv(tmp_path / "metrics.csv", index=False)
-    _check_files(plots.write_all_figures(str(tmp_path / "metrics.csv"), tmp_path / "csv"))
+    _check_files(figures.write_all_figures(str(tmp_path / "metrics.csv"), tmp_path / "csv"))
 
 
 def test_individual_plots(tmp_path):
     df = synthetic_table()
-    _check_files(plots.plot_accuracy_curves(df, tmp_path / "acc_run.png", run=3))
+    _check_files(figures.plot_accuracy_curves(df, tmp_path / "acc_run.png", run=3))
     assert os.path.isfile(tmp_path / "acc_run.pdf")
-    _check_files(plots.plot_loss_curves(df, tmp_path / "loss4", run=4))
-    _check_files(plots.plot_loss_curves(df, tmp_path / "loss0", run=0, spikes=[]))
+    _check_files(figures.plot_loss_curves(df, tmp_path / "loss4", run=4))
+    _check_files(figures.plot_loss_curves(df, tmp_path / "loss0", run=0, spikes=[]))
     # many cells: small multiples coloured by fraction
     many = pd.concat([df.assign(fraction=df["fraction"] + k / 100, run=df["run"] + 100 * k)
                       for k in range(4)])
-    _check_files(plots.plot_accuracy_curves(many, tmp_path / "acc_many"))
+    _check_files(figures.plot_accuracy_curves(many, tmp_path / "acc_many"))
     cells = aggregate_cells(classify_table(df))
-    _check_files(plots.plot_phase_diagram(cells, tmp_path / "pd"))
+    _check_files(figures.plot_phase_diagram(cells, tmp_path / "pd"))
     strip = cells[cells["weight_decay"] == 1.0]
-    _check_files(plots.plot_phase_diagram(strip, tmp_path / "pd_strip"))
-    _check_files(plots.plot_steps_to_generalize(cells, tmp_path / "steps"))
+    _check_files(figures.plot_phase_diagram(strip, tmp_path / "pd_strip"))
+    _check_files(figures.plot_steps_to_generalize(cells, tmp_path / "steps"))
     nogen = cells.assign(gen_step_median=np.nan, gen_step_q25=np.nan, gen_step_q75=np.nan)
-    _check_files(plots.plot_steps_to_generalize(nogen, tmp_path / "steps_none"))
+    _check_files(figures.plot_steps_to_generalize(nogen, tmp_path / "steps_none"))
     _no_temp_files(tmp_path)
 
 
@@ -119,4 +119,4 @@ def test_unknown_run_raises(tmp_path):
     from jgrok.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        plots.plot_loss_curves(synthetic_table(), tmp_path / "x", run=999)
+        figures.plot_loss_curves(synthetic_table(), tmp_path / "x", run=999)
