@@ -1,5 +1,12 @@
-"""Flags shared by the algorithmic-task entry points and their translation into an
-`ExperimentConfig` (absl flags live only in experiments/)."""
+"""The flags every training entry point shares and their translation into an
+`ExperimentConfig` (absl flags live only in experiments/).
+
+One flag per config field (generated from the dataclasses), `--preset`, `--seeds`/`--seed_list`,
+the output and run flags, and `--variants`. A script starts from its own preset
+(`FLAGS.set_default("preset", NAME)` before parsing; phase_diagram.py and op_survey.py: `power`)
+and every config flag given on the command line overrides it (`config_from_flags`). No flag name
+is defined in two files of experiments/ (tests/test_presets.py checks it): a flag that two
+scripts share lives here or in a small shared module (mnist_flags.py, phase_flags.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +15,13 @@ import typing
 
 from absl import flags
 
-from jgrok import cli
+from jgrok import cli, presets
 from jgrok.config import MAX_RUNS, ExperimentConfig
 from jgrok.errors import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "power", "named configuration to start from (jgrok.presets: "
-                    "power, cpu_grok, thesis, nanda, gromov); the flags given override it")
+                    f"{', '.join(presets.PRESETS)}); the config flags given override it")
 
 #: config fields whose flag has another name than the field
 FLAG_NAMES = {("model", "kind"): "model", ("optim", "name"): "optimizer"}
@@ -76,11 +83,16 @@ flags.DEFINE_integer("seeds", None, "number of seeds: init seeds 0..seeds-1 [swe
                      "preset's value if unset]")
 flags.DEFINE_list("seed_list", None, "explicit init seeds (instead of --seeds)")
 # output
-flags.DEFINE_string("out", "", "run directory (default runs/<op>-<timestamp>)")
-flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest checkpoint")
-flags.DEFINE_float("memory_gb", 0.0, "device memory (GiB per device) to plan waves of runs "
-                   "for; 0: the device's own limit (accelerators) or the host's free memory (CPU)")
-flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end")
+flags.DEFINE_string("out", "", "run directory, or the folder of a script's run directories "
+                    "(phase_diagram.py: default runs/<op>-<timestamp>)")
+flags.DEFINE_bool("resume", False, "continue the sweep(s) in --out from the newest checkpoints")
+flags.DEFINE_list("variants", None, "named variants of the preset to train, each in its own run "
+                  "directory <out>/<variant>/ (the script's docstring lists them)")
+flags.DEFINE_float("memory_gb", None, "device memory (GiB per device) to plan waves of runs "
+                   "for; unset: the device's own limit (accelerators) or the host's free memory "
+                   "(CPU)")
+flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end "
+                  "(phase_diagram.py)")
 flags.DEFINE_bool("tensorboard", False, "also write per-cell aggregates (mean/median train and "
                   "val accuracy, share of runs fitted/generalized/diverged) to <out>/tensorboard "
                   "while training; needs tensorboardX (pip install -e \".[tensorboard]\")")
@@ -89,7 +101,7 @@ flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in JAX's pe
                   "sweep does not compile again")
 # several processes (hosts): see docs/multihost.md
 flags.DEFINE_string("coordinator", "", "host:port of process 0; set to run one sweep over "
-                    "several processes (jax.distributed)")
+                    "several processes (jax.distributed; phase_diagram.py)")
 flags.DEFINE_integer("num_processes", 1, "number of processes (with --coordinator)")
 flags.DEFINE_integer("process_id", 0, "this process's index in [0, num_processes)")
 
@@ -106,10 +118,9 @@ FLAG_FIELDS.update(seeds=("sweep", "seeds", _seeds), seed_list=("sweep", "seeds"
 
 
 def config_from_flags() -> ExperimentConfig:
-    """The `--preset` config (default: `power`, the paper's), with every flag that is given on
-    the command line applied on top; flags left out keep the preset's values."""
-    from jgrok import presets
-
+    """The `--preset` config (default: the script's preset; `power`, the paper's, unless the
+    script set another), with every flag that is given on the command line applied on top;
+    flags left out keep the preset's values."""
     cfg = presets.get(FLAGS.preset)
     given = {name for name in FLAG_FIELDS if FLAGS[name].present}
     if FLAGS["seed_list"].present:
@@ -127,3 +138,31 @@ def config_from_flags() -> ExperimentConfig:
 
         require_tensorboardx()
     return cfg
+
+
+def memory_limit() -> int | None:
+    """--memory_gb in bytes (None: unset)."""
+    if FLAGS.memory_gb is None:
+        return None
+    if not FLAGS.memory_gb > 0:
+        raise ConfigError(f"--memory_gb={FLAGS.memory_gb} must be > 0 (leave it out for the "
+                          f"device's own limit)")
+    return int(FLAGS.memory_gb * 2**30)
+
+
+def refuse_given(*names: str, why: str = "this script does not use it") -> None:
+    """One ConfigError line for a shared flag given to a script that has no use for it."""
+    given = [n for n in names if FLAGS[n].present]
+    if given:
+        raise ConfigError(f"--{given[0]} is not taken here: {why}")
+
+
+def variants_from_flag(known) -> list[str]:
+    """The --variants list, each checked against `known` (an iterable of names)."""
+    names = [v.strip() for v in (FLAGS.variants or []) if v.strip()]
+    known = list(known)
+    bad = [v for v in names if v not in known]
+    if bad or not names:
+        raise ConfigError(f"--variants={','.join(FLAGS.variants or [])!r}: unknown {bad}; "
+                          f"known: {', '.join(known)}")
+    return names

@@ -18,7 +18,7 @@ import time
 
 
 from absl import flags
-from common_flags import FLAGS, config_from_flags
+from common_flags import FLAGS, config_from_flags, memory_limit, refuse_given
 
 from jgrok import cli
 from jgrok.errors import ConfigError
@@ -38,6 +38,8 @@ def main(argv):
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out:
         raise ConfigError("--out is required (a folder for one run directory per operation)")
+    refuse_given("variants", "coordinator", "figures", why="op_survey.py trains one sweep per "
+                 "operation (--ops) in one process and always writes its tables and figures")
     base = config_from_flags()
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
@@ -59,7 +61,7 @@ def main(argv):
             cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, op=op))
             df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
                                   extra_config=dict(task_name=task.name),
-                                  tensorboard=FLAGS.tensorboard)
+                                  tensorboard=FLAGS.tensorboard, memory_limit=memory_limit())
         figures.write_all_figures(df, out)
         walls[op] = time.perf_counter() - t0
         ph = pd.read_csv(os.path.join(out, "phases.csv"))

@@ -16,7 +16,7 @@ import datetime
 import os
 import time
 
-from common_flags import FLAGS, config_from_flags
+from common_flags import FLAGS, config_from_flags, memory_limit, refuse_given
 
 from jgrok import cli
 from jgrok.errors import ConfigError
@@ -25,6 +25,7 @@ from jgrok.errors import ConfigError
 def main(argv):
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
+    refuse_given("variants", why="phase_diagram.py trains one sweep (its grid: the sweep flags)")
     cfg = config_from_flags()
     cli.init_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)  # first
     # data first: a bad op or modulus fails before JAX starts up
@@ -56,13 +57,11 @@ def main(argv):
           f"({jax.default_backend()})")
     print(f"preset {FLAGS.preset}; model {cfg.model.kind}; {cfg.train.steps} steps; out {out}")
     t0 = time.perf_counter()
-    if FLAGS.memory_gb < 0:
-        raise ConfigError(f"--memory_gb={FLAGS.memory_gb} must be >= 0")
     # progress (jgrok.reporting): an estimate after the first timed steps, then a bar on a
     # terminal or plain lines in a log, with ETA and fitted/generalized/diverged counts
     df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume,
                           extra_config=dict(task_name=task.name),
-                          memory_limit=int(FLAGS.memory_gb * 2**30) or None,
+                          memory_limit=memory_limit(),
                           tensorboard=FLAGS.tensorboard)
     print(f"done in {time.perf_counter() - t0:.1f}s; metrics: {os.path.join(out, 'metrics.csv')}")
     if FLAGS.figures and jax.process_index() == 0:

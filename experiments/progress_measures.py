@@ -1,16 +1,25 @@
 """Nanda et al.'s progress measures over training, several seeds; or Gromov's IPR.
 
     python experiments/progress_measures.py --p=53 --steps=4000 --seeds=3 --out=results/progress
-    python experiments/progress_measures.py --preset=gromov --out=results/progress/gromov
+    python experiments/progress_measures.py --preset=gromov_cpu --out=results/progress/gromov
 
-``--preset=nanda`` trains `jgrok.presets.nanda_preset` at a CPU size (p = 53, 4000 steps
-unless given) and adds `jgrok.analysis.measures.sweep_progress_measures` to metrics.csv at
-every evaluation; after training, each run's final key frequencies are applied to the weights
-of every evaluation (kept in <out>/param_snapshots/), as Nanda et al. plot them. Writes
-phases.csv (`measures.phase_boundaries`), key_frequencies.md, progress_measures.png.
-``--preset=gromov`` trains `jgrok.presets.gromov_preset` (p = 97, 3000 steps unless given) and
-writes ipr.csv (each neuron's IPR, initial and final), ipr_curve.csv and gromov_ipr.png.
-`--out` is a resumable run directory (`jgrok.rundir.run_sweep`; `--resume` continues it).
+Starts from the preset ``nanda_cpu`` (`jgrok.presets.nanda_preset` at a CPU size: p = 53, 4000
+steps, 3 seeds, an evaluation every 40 steps); every config flag given (``--p``, ``--steps``,
+``--fractions``, ``--lrs``, ``--weight_decays``, ``--d_model``, ``--d_ff``, ``--eval_every``,
+...) overrides it. A transformer preset adds `jgrok.analysis.measures.sweep_progress_measures`
+to metrics.csv at every evaluation; after training, each run's final key frequencies are
+applied to the weights of every evaluation (kept in <out>/param_snapshots/), as Nanda et al.
+plot them. Writes phases.csv (`measures.phase_boundaries`), key_frequencies.md,
+progress_measures.png. An MLP preset (``--preset=gromov_cpu``: `jgrok.presets.gromov_preset`,
+p = 97, 3000 steps, 3 seeds, an evaluation every 30 steps; ``--optimizer=adamw
+--weight_decays=1`` is its AdamW variant) writes ipr.csv (each neuron's IPR, initial and final),
+ipr_curve.csv and gromov_ipr.png. `--out` is a resumable run directory
+(`jgrok.rundir.run_sweep`; `--resume` continues it).
+
+Flags renamed on 2026-12-02: --preset=gromov is --preset=gromov_cpu (--preset=nanda / gromov
+are now the papers' full sizes), --fraction, --lr, --weight_decay are --fractions, --lrs,
+--weight_decays, --width is --mlp_width, --variant=adamw is --optimizer=adamw
+--weight_decays=1; --eval_every defaults to the preset's (was steps/100).
 """
 
 from __future__ import annotations
@@ -18,51 +27,17 @@ from __future__ import annotations
 import os
 
 from absl import flags
+from common_flags import FLAGS, config_from_flags, memory_limit, refuse_given
 
 from jgrok import cli
 from jgrok.errors import ConfigError
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "nanda", ["nanda", "gromov"], "which paper's set-up")
-flags.DEFINE_integer("p", None, "modulus (default: 53 nanda, 97 gromov)", lower_bound=2)
-flags.DEFINE_integer("steps", None, "training steps (default: 4000 nanda, 3000 gromov)",
-                     lower_bound=1)
-flags.DEFINE_integer("seeds", 3, "number of seeds (0..seeds-1)", lower_bound=1)
-flags.DEFINE_float("fraction", None, "training fraction (default: the preset's)")
-flags.DEFINE_float("lr", None, "learning rate (default: the preset's)")
-flags.DEFINE_float("weight_decay", None, "weight decay (default: the preset's)")
-flags.DEFINE_integer("d_model", 128, "nanda: residual width", lower_bound=1)
-flags.DEFINE_integer("d_ff", 512, "nanda: MLP width", lower_bound=1)
-flags.DEFINE_integer("width", 512, "gromov: hidden width", lower_bound=1)
-flags.DEFINE_enum("variant", "noreg", ["noreg", "adamw"], "gromov: Adam without weight decay "
-                  "or AdamW")
-flags.DEFINE_integer("eval_every", None, "evaluate every this many steps (default: steps/100)",
-                     lower_bound=1)
 flags.DEFINE_integer("n_keys", 3, "number of key frequencies", lower_bound=1)
 flags.DEFINE_enum("key_source", "embed", ["embed", "neurons"], "how key frequencies are chosen")
-flags.DEFINE_string("out", None, "run directory (default results/progress[/gromov])")
-flags.DEFINE_bool("resume", False, "continue the sweep in --out from its newest checkpoint")
-flags.DEFINE_bool("replot", False, "nanda: no training; redo phases, table and figure from "
-                  "<out>/metrics.csv")
+flags.DEFINE_bool("replot", False, "transformer presets: no training; redo phases, table and "
+                  "figure from <out>/metrics.csv")
 
-#: CPU size of each preset: (p, steps)
-CPU_SIZE = {"nanda": (53, 4000), "gromov": (97, 3000)}
-
-
-def config():
-    from jgrok import presets
-
-    p, steps = FLAGS.p or CPU_SIZE[FLAGS.preset][0], FLAGS.steps or CPU_SIZE[FLAGS.preset][1]
-    kw = {k: getattr(FLAGS, k) for k in ("fraction", "lr", "weight_decay")
-          if getattr(FLAGS, k) is not None}
-    kw.update(steps=steps, p=p, seeds=tuple(range(FLAGS.seeds)),
-              eval_every=FLAGS.eval_every or max(steps // 100, 1))
-    if FLAGS.preset == "nanda":
-        cfg = presets.nanda_preset(d_model=FLAGS.d_model, d_ff=FLAGS.d_ff, **kw)
-    else:
-        cfg = presets.gromov_preset(width=FLAGS.width, variant=FLAGS.variant, **kw)
-    cfg.validate()
-    return cfg
+FLAGS.set_default("preset", "nanda_cpu")
 
 
 def run_nanda(cfg, dataset, out):
@@ -85,7 +60,8 @@ def run_nanda(cfg, dataset, out):
         df = tables.read_metrics(os.path.join(out, "metrics.csv"))
     else:
         df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=on_eval,
-                              extra_config=dict(flags=FLAGS.flag_values_dict()))
+                              extra_config=dict(flags=FLAGS.flag_values_dict()),
+                              memory_limit=memory_limit(), tensorboard=FLAGS.tensorboard)
         df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys)
         tables.write_csv(df, os.path.join(out, "metrics.csv"))
     df["key_freqs"] = df["key_freqs"].astype(str)
@@ -114,7 +90,8 @@ def run_gromov(cfg, dataset, out):
                               for _, g in ipr.groupby("run")])
 
     df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=on_eval,
-                          extra_config=dict(flags=FLAGS.flag_values_dict()))
+                          extra_config=dict(flags=FLAGS.flag_values_dict()),
+                          memory_limit=memory_limit(), tensorboard=FLAGS.tensorboard)
     _, raw = checkpoint.load_raw(out)  # the final weights
     ipr = pd.concat([
         measures.sweep_gromov_ipr(engine, sweep.init_state(engine)).assign(when="initial"),
@@ -131,14 +108,21 @@ def run_gromov(cfg, dataset, out):
 def main(argv):
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cfg = config()
+    refuse_given("coordinator", "figures", "variants", why="progress_measures.py trains one "
+                 "sweep in one process and always writes its tables and figure")
+    cfg = config_from_flags()
+    nanda = cfg.model.kind == "transformer"
+    if not nanda and (cfg.model.kind != "mlp" or cfg.model.mlp_input != "onehot"):
+        raise ConfigError(f"--preset={FLAGS.preset}: the progress measures need a transformer "
+                          f"(Nanda et al.'s) or a one-hot operand MLP (Gromov's), not model "
+                          f"{cfg.model.kind!r} with input {cfg.model.mlp_input!r}")
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
 
-    dataset = dataset_from_task(make_task("add", cfg.task.p))
-    out = FLAGS.out or ("results/progress" if FLAGS.preset == "nanda"
-                        else "results/progress/gromov")
-    (run_nanda if FLAGS.preset == "nanda" else run_gromov)(cfg, dataset, out)
+    dataset = dataset_from_task(make_task(cfg.task.op, cfg.task.p))
+    cli.enable_compilation_cache(FLAGS.compilation_cache)
+    out = FLAGS.out or ("results/progress" if nanda else "results/progress/gromov")
+    (run_nanda if nanda else run_gromov)(cfg, dataset, out)
 
 
 if __name__ == "__main__":

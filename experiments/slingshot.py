@@ -2,10 +2,12 @@
 
     python experiments/slingshot.py --out=results/slingshot
 
-Trains a small Nanda-style transformer (``jgrok.presets.nanda_preset`` with smaller widths) on
-``(x + y) mod p`` with Adam and NO weight decay, full batch, for each variant:
+Starts from the preset ``slingshot`` (``jgrok.presets.slingshot_preset``): a small Nanda-style
+transformer on ``(x + y) mod 23`` with Adam and NO weight decay, full batch, 3 seeds, 6000
+steps; every config flag given (``--p``, ``--steps``, ``--lrs``, ``--weight_decays``,
+``--optimizer``, ``--d_model``, ...) overrides it. For each of ``--variants``:
 
-* ``base``: Adam epsilon ``--eps`` (1e-8);
+* ``base``: Adam epsilon ``--eps`` (the preset's 1e-8);
 * ``large_eps``: Adam epsilon ``--large_eps`` (default 1e-5), Thilak et al.'s remedy;
 * ``f64``: epsilon ``--eps`` with the cross-entropy's log-sum-exp in float64
   (``jgrok.slingshot.advance_logged(..., float64_loss=True)``).
@@ -14,7 +16,10 @@ Each variant is a resumable run directory <out>/<variant>/ (`jgrok.rundir.run_sw
 per-step logger `jgrok.slingshot.advance_logged`: training loss and last-layer norm at EVERY
 step; accuracy every ``--eval_every`` steps; ``--resume`` continues). Spikes: per-step
 `jgrok.analysis.spikes.per_step_spikes`. Writes <out>/steps.csv, metrics.csv, spikes.csv,
-summary.csv and slingshot.png."""
+summary.csv and slingshot.png.
+
+Flags renamed on 2026-12-02: --fraction, --lr, --weight_decay are --fractions, --lrs,
+--weight_decays."""
 
 from __future__ import annotations
 
@@ -23,48 +28,27 @@ import os
 import time
 
 from absl import flags
+from common_flags import FLAGS, config_from_flags, memory_limit, refuse_given, variants_from_flag
 
 from jgrok import cli
 from jgrok.errors import ConfigError
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("p", 23, "modulus")
-flags.DEFINE_float("fraction", 0.5, "training fraction")
-flags.DEFINE_integer("steps", 6000, "training steps")
-flags.DEFINE_integer("seeds", 3, "number of seeds (0..seeds-1), vmapped", lower_bound=1)
-flags.DEFINE_float("lr", 1e-3, "learning rate")
-flags.DEFINE_float("weight_decay", 0.0, "weight decay (slingshot: 0)")
-flags.DEFINE_string("optimizer", "adam", "adam | adamw")
-flags.DEFINE_integer("d_model", 32, "residual width")
-flags.DEFINE_integer("d_ff", 128, "MLP width")
-flags.DEFINE_integer("n_heads", 4, "attention heads")
-flags.DEFINE_float("eps", 1e-8, "Adam epsilon of the base and f64 variants")
-flags.DEFINE_float("large_eps", 1e-5, "Adam epsilon of the large_eps variant")
-flags.DEFINE_list("variants", ["base", "large_eps", "f64"], "base | large_eps | f64")
-flags.DEFINE_integer("eval_every", 500, "evaluate accuracy every this many steps (loss and "
-                     "norm are logged at every step)", lower_bound=1)
+flags.DEFINE_float("large_eps", 1e-5, "Adam epsilon of the large_eps variant (--eps: the base "
+                   "and f64 variants')")
 flags.DEFINE_float("factor", 10.0, "spike: loss above factor x running median")
 flags.DEFINE_integer("window", 50, "spike: steps in the running median")
 flags.DEFINE_float("fit_loss", 1e-2, "spikes are looked for from the first step below this loss")
-flags.DEFINE_string("out", "results/slingshot", "output folder")
-flags.DEFINE_integer("checkpoint_every", 1000, "checkpoint interval in steps")
-flags.DEFINE_bool("resume", False, "continue the variants in --out from their checkpoints")
+
+FLAGS.set_default("preset", "slingshot")
+FLAGS.set_default("out", "results/slingshot")
+FLAGS.set_default("variants", ["base", "large_eps", "f64"])
 
 VARIANTS = ("base", "large_eps", "f64")
 
 
-def _config(variant):
-    from jgrok import presets
-
-    cfg = presets.nanda_preset(steps=FLAGS.steps, p=FLAGS.p, seeds=tuple(range(FLAGS.seeds)),
-                               fraction=FLAGS.fraction, lr=FLAGS.lr,
-                               weight_decay=FLAGS.weight_decay, d_model=FLAGS.d_model,
-                               d_ff=FLAGS.d_ff, n_heads=FLAGS.n_heads, eval_every=FLAGS.eval_every)
-    eps = FLAGS.large_eps if variant == "large_eps" else FLAGS.eps
-    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, name=FLAGS.optimizer,
-                                                             eps=eps),
-                              train=dataclasses.replace(
-                                  cfg.train, checkpoint_every=FLAGS.checkpoint_every))
+def _config(base, variant):
+    eps = FLAGS.large_eps if variant == "large_eps" else base.optim.eps
+    cfg = dataclasses.replace(base, optim=dataclasses.replace(base.optim, eps=eps))
     cfg.validate()
     return cfg
 
@@ -72,22 +56,23 @@ def _config(variant):
 def main(argv):
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
-    bad = [v for v in FLAGS.variants if v not in VARIANTS]
-    if bad or not FLAGS.variants:
-        raise ConfigError(f"--variants: unknown {bad}; known: {', '.join(VARIANTS)}")
-    cfgs = {v: _config(v) for v in FLAGS.variants}
+    refuse_given("coordinator", "figures", why="slingshot.py runs in one process and always "
+                 "writes its tables and figure")
+    names = variants_from_flag(VARIANTS)
+    base = config_from_flags()
+    cfgs = {v: _config(base, v) for v in names}
 
     import numpy as np
     import pandas as pd
 
-    from jgrok import tables
-    from jgrok import rundir, slingshot
+    from jgrok import rundir, slingshot, tables
     from jgrok.analysis.spikes import per_step_spikes
     from jgrok.figures import plot_slingshot
     from jgrok.data.algorithmic import make_task
     from jgrok.data.split import dataset_from_task
 
-    dataset = dataset_from_task(make_task("add", FLAGS.p))
+    dataset = dataset_from_task(make_task(base.task.op, base.task.p))
+    cli.enable_compilation_cache(FLAGS.compilation_cache)
     step_frames, eval_frames, spikes, summary = [], [], [], []
     t_all = time.perf_counter()
     for v, cfg in cfgs.items():
@@ -99,7 +84,8 @@ def main(argv):
 
         sub = os.path.join(FLAGS.out, v)
         df = rundir.run_sweep(cfg, dataset, sub, resume=FLAGS.resume and os.path.exists(
-            os.path.join(sub, "config.json")), step_log=step_log, coords=dict(variant=v))
+            os.path.join(sub, "config.json")), step_log=step_log, coords=dict(variant=v),
+            memory_limit=memory_limit(), tensorboard=FLAGS.tensorboard)
         eval_frames.append(df)
         steps = tables.read_metrics(os.path.join(sub, "steps.csv"), required=("run", "step"))
         wall = time.perf_counter() - t0

@@ -1,15 +1,21 @@
 """Named, ready-made configurations: the one place where presets live.
 
-:func:`get` returns a preset by name (:data:`PRESETS`); ``experiments/phase_diagram.py
---preset=NAME`` starts from it, and every flag given on the command line overrides it.
+:func:`get` returns a preset by name (:data:`PRESETS`); ``--preset=NAME`` on any entry point
+starts from it, and every flag given on the command line overrides it.
 
 * ``power`` -- Power et al. (2022): the 2-layer transformer, p = 97, AdamW lr 1e-3, wd 1,
-  1e5 steps, fractions 0.1 ... 0.9. The default of the entry points.
+  1e5 steps, fractions 0.1 ... 0.9. The default of ``phase_diagram.py`` and ``op_survey.py``.
 * ``thesis`` -- the replication thesis (``shared/reference/thesis_facts.md``): openai/grok's
   defaults with weight decay 0.01 and a budget of 2e6 steps (log-spaced evaluations).
 * ``cpu_grok`` -- :func:`cpu_grok_preset`, a phase diagram with a grokking band that a 2-core
   CPU trains in minutes.
-* ``nanda``, ``gromov`` -- the two papers below, whose grokking mechanism is understood.
+* ``nanda``, ``gromov`` -- the two papers below, whose grokking mechanism is understood;
+  ``nanda_cpu``, ``gromov_cpu`` -- the same at a CPU size (``experiments/progress_measures.py``).
+* ``slingshot`` -- :func:`slingshot_preset` (``experiments/slingshot.py``).
+* ``omnigrok_script``, ``omnigrok_notebook`` -- :func:`omnigrok_preset`'s two set-ups
+  (``experiments/omnigrok_mnist.py``, ``experiments/mnist_variants.py``).
+
+Every entry point takes ``--preset=NAME`` (each starts from its own preset when none is given).
 
 The MNIST / Wine Quality presets (``experiments/omnigrok_mnist.py``,
 ``experiments/mnist_variants.py``): :func:`omnigrok_preset` (Omnigrok's MNIST script, or its
@@ -46,8 +52,8 @@ from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfi
 from jgrok.errors import ConfigError
 
 __all__ = ["nanda_preset", "gromov_preset", "power_preset", "thesis_preset", "cpu_grok_preset",
-           "omnigrok_preset", "omnigrok_eval_steps", "study_variant", "GROMOV_VARIANTS",
-           "OMNIGROK_SETUPS", "STUDY_VARIANTS", "PRESETS", "get"]
+           "omnigrok_preset", "omnigrok_eval_steps", "slingshot_preset", "study_variant",
+           "GROMOV_VARIANTS", "OMNIGROK_SETUPS", "STUDY_VARIANTS", "PRESETS", "get"]
 
 #: Power et al.'s nine training fractions 0.1, 0.2, ..., 0.9
 PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -249,12 +255,31 @@ def study_variant(base: ExperimentConfig, name: str) -> ExperimentConfig:
         train=dataclasses.replace(base.train, loss=loss))
 
 
+def slingshot_preset() -> ExperimentConfig:
+    """``experiments/slingshot.py``'s set-up (Thilak et al.'s slingshot effect): a small
+    Nanda-style transformer (:func:`nanda_preset` with d_model 32, d_ff 128, 4 heads) on
+    ``(x + y) mod 23`` from half the pairs, full-batch Adam (lr 1e-3, eps 1e-8) and NO weight
+    decay, 3 seeds, 6000 steps, accuracy every 500 steps, checkpoints every 1000."""
+    cfg = nanda_preset(steps=6_000, p=23, seeds=(0, 1, 2), fraction=0.5, lr=1e-3,
+                       weight_decay=0.0, d_model=32, d_ff=128, n_heads=4, eval_every=500)
+    return dataclasses.replace(
+        cfg, optim=dataclasses.replace(cfg.optim, name="adam", eps=1e-8),
+        train=dataclasses.replace(cfg.train, checkpoint_every=1_000))
+
+
 PRESETS = {
     "power": power_preset,
     "thesis": thesis_preset,
     "cpu_grok": lambda: cpu_grok_preset(),
     "nanda": lambda: nanda_preset(),
     "gromov": lambda: gromov_preset(),
+    # experiments/progress_measures.py: the two papers at a CPU size, 3 seeds, 100 evaluations
+    "nanda_cpu": lambda: nanda_preset(steps=4_000, p=53, seeds=(0, 1, 2), eval_every=40),
+    "gromov_cpu": lambda: gromov_preset(steps=3_000, p=97, seeds=(0, 1, 2), eval_every=30),
+    "slingshot": slingshot_preset,
+    # experiments/omnigrok_mnist.py and mnist_variants.py: Omnigrok's two MNIST set-ups
+    "omnigrok_script": lambda: omnigrok_preset(setup="script"),
+    "omnigrok_notebook": lambda: omnigrok_preset(setup="notebook"),
 }
 """Preset name -> function returning its :class:`ExperimentConfig`."""
 

@@ -44,6 +44,8 @@ from jgrok.memory import tree_bytes
 
 #: settings that may change between a sweep and its resumption
 RESUMABLE_CHANGES = ("train.checkpoint_every", "train.keep_checkpoints")
+#: settings that an explicit evaluation schedule (`run_sweep(eval_steps=...)`) stands in for
+SCHEDULE_SETTINGS = ("train.eval_every", "train.log_eval")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -321,6 +323,9 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         except Exception:  # noqa: BLE001 - compare as saved; the differences are reported
             pass
         diff = config_differences(saved, cfg_dict)
+        if eval_steps is not None and "eval_steps" in saved_all:
+            # an explicit schedule (compared below) replaces the config's eval_every/log_eval
+            diff = [k for k in diff if k not in SCHEDULE_SETTINGS]
         if diff:
             fs, fc = _flatten(saved), _flatten(cfg_dict)
             shown = ", ".join(f"{k} (saved {fs.get(k)!r}, now {fc.get(k)!r})" for k in diff[:6])

@@ -126,3 +126,64 @@ def test_cpu_grok_preset_end_to_end_on_a_reduced_grid(tmp_path):
     df = pd.read_csv(out / "metrics.csv")
     flat = df[(df.fraction == 0.9) & (df.step >= hi["fit_step"]) & (df.step <= 5 * hi["fit_step"])]
     assert len(flat) >= 5 and flat.val_acc.max() < 0.1
+
+
+def test_no_flag_name_is_defined_in_two_files():
+    """Every flag of experiments/*.py is defined in one file only: the config fields' flags in
+    common_flags.py (generated from the dataclasses), a flag two scripts share in a shared
+    module, a script's own flag in the script. Found by reading the files' DEFINE_ calls."""
+    import glob
+    import re
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        import common_flags
+    finally:
+        sys.path.remove(os.path.join(ROOT, "experiments"))
+    where: dict = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))):
+        name = os.path.basename(path)
+        text = open(path).read()
+        names = re.findall(r"DEFINE_\w+\(\s*[\"'](\w+)[\"']", text)
+        assert len(names) == len(set(names)), f"{name} defines a flag twice"
+        if name == "common_flags.py":  # FLAG_FIELDS: the generated flags and --seeds/--seed_list
+            names = sorted(set(names) | set(common_flags.FLAG_FIELDS))
+        for flag in names:
+            where.setdefault(flag, []).append(name)
+    twice = {f: files for f, files in where.items() if len(files) > 1}
+    assert not twice, f"flags defined in more than one file: {twice}"
+    assert {"steps", "seeds", "out", "resume", "variants", "init_scales"} <= set(where)
+    assert where["data_dir"] == ["mnist_flags.py"] and where["gen_acc"] == ["phase_flags.py"]
+
+
+@pytest.mark.parametrize("script,preset", [("omnigrok_mnist.py", "omnigrok_script"),
+                                           ("mnist_variants.py", "omnigrok_script"),
+                                           ("slingshot.py", "slingshot"),
+                                           ("progress_measures.py", "nanda_cpu")])
+def test_each_script_starts_from_its_preset_and_given_flags_override_it(script, preset):
+    """The script's --help names its preset as the --preset default; the script's own
+    configuration is that preset with the given config flags on top (checked in a child
+    process, which imports the script's flags the way the script does)."""
+    import subprocess
+
+    code = f"""
+import sys; sys.argv = ["x"]
+sys.path.insert(0, {os.path.join(ROOT, "experiments")!r})
+import importlib.util
+spec = importlib.util.spec_from_file_location("s", {os.path.join(ROOT, "experiments", script)!r})
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+from common_flags import FLAGS, config_from_flags
+from jgrok import presets
+FLAGS(["x"])
+assert FLAGS.preset == {preset!r}, FLAGS.preset
+assert config_from_flags() == presets.get({preset!r})
+FLAGS.unparse_flags(); FLAGS(["x", "--steps=77", "--init_scales=2,3", "--seeds=2"])
+cfg = config_from_flags()
+base = presets.get({preset!r})
+assert cfg.train.steps == 77 and cfg.sweep.init_scales == (2.0, 3.0)
+assert cfg.sweep.seeds == (0, 1) and cfg.model == base.model and cfg.optim == base.optim
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
