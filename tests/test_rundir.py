@@ -95,6 +95,25 @@ def test_a_stored_log_eval_of_0_resumes_as_none(tiny_cfg, tmp_path):
                                                                 log_eval=0)).validate()
 
 
+def test_an_explicit_schedule_stands_in_for_eval_every_and_log_eval_on_resume(tiny_cfg,
+                                                                             tmp_path):
+    """With run_sweep(eval_steps=...) the saved schedule is compared on --resume, and the
+    config's eval_every / log_eval (which it replaces) are not; without one they are."""
+    ds = dataset_for(tiny_cfg)
+    quiet = dict(log=lambda m: None, eval_steps=[0, 5, 10, 30])
+    with pytest.raises(Killed):
+        rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", on_eval=_kill_at(30), **quiet)
+    other = dataclasses.replace(tiny_cfg, train=dataclasses.replace(
+        tiny_cfg.train, eval_every=7, log_eval=4))
+    rundir.run_sweep(other, ds, tmp_path / "a", resume=True, **quiet)
+    with pytest.raises(ConfigError, match="evaluation steps differ"):
+        rundir.run_sweep(other, ds, tmp_path / "a", resume=True, log=lambda m: None,
+                         eval_steps=[0, 10, 30])
+    rundir.run_sweep(tiny_cfg, ds, tmp_path / "b", log=lambda m: None)
+    with pytest.raises(ConfigError, match="config differs in train.eval_every"):
+        rundir.run_sweep(other, ds, tmp_path / "b", resume=True, log=lambda m: None)
+
+
 def test_config_json_and_extracting_one_runs_params(tiny_cfg, tmp_path):
     ds = dataset_for(tiny_cfg)
     rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
