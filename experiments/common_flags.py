@@ -44,7 +44,8 @@ def _field_flags() -> dict:
             kind = hints[f.name]
             optional = type(None) in typing.get_args(kind)
             if optional:
-                kind = next(t for t in typing.get_args(kind) if t is not type(None))
+                kinds = tuple(t for t in typing.get_args(kind) if t is not type(None))
+                kind = kinds[0] if len(kinds) == 1 else kinds  # e.g. batch_size: int | "full"
             helptext = f"{f.metadata['help']} [{section.name}.{f.name}; preset's value if unset]"
             if typing.get_origin(kind) is tuple:
                 flags.DEFINE_list(name, None, helptext)
@@ -67,13 +68,19 @@ def _list_parser(name, kind):
 
 
 def _optional_parser(name, kind):
+    """`kind` or a tuple of kinds, tried in order (int before str: --batch_size=256 or full)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+
     def parse(v):
         if v.strip().lower() == "none":
             return None
-        try:
-            return kind(v)
-        except ValueError:
-            raise ConfigError(f"--{name}={v!r} is not {kind.__name__} or none") from None
+        for k in kinds:
+            try:
+                return k(v)
+            except ValueError:
+                pass
+        raise ConfigError(f"--{name}={v!r} is not "
+                          f"{' or '.join(k.__name__ for k in kinds)} or none")
     return parse
 
 

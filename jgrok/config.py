@@ -18,6 +18,9 @@ from jgrok.errors import ConfigError
 MAX_RUNS = 1_000_000
 """Most runs in one sweep (the grid and its per-run data are built on the host)."""
 
+FULL_BATCH = "full"
+"""`TrainConfig.batch_size` of full-batch training: every training row at every step."""
+
 MAX_WIDTH = 65_536
 """Largest model dimension accepted (widths, heads, layers, sequence length)."""
 
@@ -153,8 +156,9 @@ class TrainConfig:
     """Loop settings shared by all runs."""
 
     steps: int = setting(100_000, "training steps per run")
-    batch_size: Optional[int] = setting(
-        None, "batch size (none: min(512, ceil(N_train / 2)), the paper's rule; 0: full batch)")
+    batch_size: Optional[int | str] = setting(
+        None, "batch size: a number, full (every training row at every step) or none "
+        "(min(512, ceil(N_train / 2)), the paper's rule)")
     loss: str = setting("ce", "loss: ce | mse (against one-hot answers)")
     eval_every: int = setting(100, "evaluate every this many steps")
     log_eval: Optional[int] = setting(
@@ -166,8 +170,11 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"steps={self.steps} must be >= 1")
-        if self.batch_size is not None and self.batch_size < 0:
-            raise ConfigError(f"batch_size={self.batch_size} must be >= 0 (0 = full batch)")
+        b = self.batch_size
+        if b is not None and b != FULL_BATCH and (isinstance(b, bool) or not isinstance(b, int)
+                                                  or b < 1):
+            raise ConfigError(f"batch_size={b!r} must be a positive integer, {FULL_BATCH!r} or "
+                              f"none (the paper's rule)")
         if self.loss not in ("ce", "mse"):
             raise ConfigError(f"unknown loss {self.loss!r}; known: ce, mse")
         if self.eval_every < 1:
@@ -287,8 +294,12 @@ class ExperimentConfig:
                 sw[k] = tup(sw[k])
         sw["split_seeds"] = tup(sw.get("split_seeds"))
         train = dict(d["train"])
-        if train.get("log_eval") == 0:  # run directories written before 2026-12-02: 0 = none
+        # run directories written before 2026-12-02 stored sentinels: log_eval 0 = none,
+        # batch_size 0 = full batch
+        if train.get("log_eval") == 0:
             train["log_eval"] = None
+        if train.get("batch_size") == 0:
+            train["batch_size"] = FULL_BATCH
         return ExperimentConfig(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]),
                                 optim=OptimConfig(**d["optim"]), train=TrainConfig(**train),
                                 sweep=SweepConfig(**sw))

@@ -47,8 +47,8 @@ import dataclasses
 import math
 from typing import Sequence
 
-from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
-                          TrainConfig)
+from jgrok.config import (FULL_BATCH, ExperimentConfig, ModelConfig, OptimConfig, SweepConfig,
+                          TaskConfig, TrainConfig)
 from jgrok.errors import ConfigError
 
 __all__ = ["nanda_preset", "gromov_preset", "power_preset", "thesis_preset", "cpu_grok_preset",
@@ -101,8 +101,8 @@ def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0,),
                           positions="learned"),
         optim=OptimConfig(name="adamw", b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10,
                           schedule="constant"),
-        train=TrainConfig(steps=steps, batch_size=0, loss="ce", eval_every=eval_every,
-                          checkpoint_every=max(steps, 1)),
+        train=TrainConfig(steps=steps, batch_size=FULL_BATCH, loss="ce",
+                          eval_every=eval_every, checkpoint_every=max(steps, 1)),
         sweep=SweepConfig(seeds=tuple(int(s) for s in seeds), fractions=(float(fraction),),
                           weight_decays=(float(weight_decay),), lrs=(float(lr),)))
 
@@ -145,8 +145,8 @@ def gromov_preset(steps: int = 5_000, p: int = 97, seeds: Sequence[int] = (0,),
         model=ModelConfig(kind="mlp", mlp_width=width, mlp_depth=1, mlp_activation="quadratic",
                           mlp_input="onehot"),
         optim=OptimConfig(name=name, b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10),
-        train=TrainConfig(steps=steps, batch_size=0, loss="mse", eval_every=eval_every,
-                          checkpoint_every=max(steps, 1)),
+        train=TrainConfig(steps=steps, batch_size=FULL_BATCH, loss="mse",
+                          eval_every=eval_every, checkpoint_every=max(steps, 1)),
         sweep=SweepConfig(seeds=tuple(int(s) for s in seeds), fractions=(float(fraction),),
                           weight_decays=(wd,), lrs=(float(lr),)))
 
@@ -177,7 +177,7 @@ def cpu_grok_preset(op: str = "x2_plus_y2", p: int = 47, alphas: Sequence[float]
         model=ModelConfig(kind="mlp", d_model=64, mlp_width=256, mlp_depth=1,
                           mlp_activation="relu", mlp_input="embed"),
         optim=OptimConfig(name="adamw", b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10),
-        train=TrainConfig(steps=steps, batch_size=0, loss="ce", log_eval=80,
+        train=TrainConfig(steps=steps, batch_size=FULL_BATCH, loss="ce", log_eval=80,
                           checkpoint_every=1_000),
         sweep=SweepConfig(seeds=tuple(int(s) for s in seeds),
                           fractions=tuple(float(f) for f in fractions),

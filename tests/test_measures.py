@@ -185,7 +185,7 @@ def test_nanda_preset_is_the_paper_setup():
     assert not m.layer_norm and m.positions == "learned"
     assert (o.name, o.b1, o.b2, cfg.sweep.lrs, cfg.sweep.weight_decays) == (
         "adamw", 0.9, 0.98, (1e-3,), (1.0,))
-    assert t.batch_size == 0
+    assert t.batch_size == "full"
 
 
 @functools.lru_cache(maxsize=2)

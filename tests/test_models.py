@@ -128,7 +128,7 @@ def test_a_small_configuration_still_groks_in_bfloat16():
         task=TaskConfig(op="add", p=23),
         model=ModelConfig(kind="mlp", mlp_input="onehot", mlp_activation="quadratic",
                           mlp_width=128, mlp_depth=1, compute_dtype="bfloat16"),
-        train=TrainConfig(steps=2500, batch_size=0, eval_every=25),
+        train=TrainConfig(steps=2500, batch_size="full", eval_every=25),
         sweep=SweepConfig(seeds=(0, 1), fractions=(0.6,), lrs=(3e-3,)))
     df, _ = sweep.train_sweep(cfg, dataset_for(cfg))
     for run, r in df.groupby("run"):

@@ -63,6 +63,11 @@ def test_given_flags_override_the_preset_and_the_rest_is_kept(parse_flags):
     assert cfg.model.layer_norm is False  # from the preset: no flag given for it
     assert parse_flags("--preset=nanda", "--d_ff=64", "--layer_norm").model == dataclasses.replace(
         presets.get("nanda").model, d_ff=64, layer_norm=True)
+    # batch_size: a number, full or none
+    assert parse_flags("--batch_size=256").train.batch_size == 256
+    assert parse_flags("--preset=power", "--batch_size=full").train.batch_size == "full"
+    with pytest.raises(ConfigError, match="batch_size=0 must be a positive integer"):
+        parse_flags("--batch_size=0")
 
 
 def test_every_config_field_has_exactly_one_flag(parse_flags):

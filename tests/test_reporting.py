@@ -40,7 +40,7 @@ def fitting_cfg():
     """8 MLP runs: 4 fit add mod 7 within 60 full-batch steps, 4 overflow (lr 1e30)."""
     return ExperimentConfig(
         task=TaskConfig(op="add", p=7), model=ModelConfig(kind="mlp", mlp_width=32),
-        train=TrainConfig(steps=60, eval_every=20, batch_size=0),
+        train=TrainConfig(steps=60, eval_every=20, batch_size="full"),
         sweep=SweepConfig(seeds=(0, 1), fractions=(0.4, 0.7), lrs=(3e-2, 1e30)))
 
 

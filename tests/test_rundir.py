@@ -75,24 +75,30 @@ def test_resume_with_a_different_config_is_refused_naming_the_settings(tiny_cfg,
         rundir.run_sweep(tiny_cfg, ds, tmp_path / "a", log=lambda m: None)
 
 
-def test_a_stored_log_eval_of_0_resumes_as_none(tiny_cfg, tmp_path):
-    """Run directories written before 2026-12-02 store `log_eval: 0` (the old sentinel for
-    "no log-spaced evaluations"); it reads as None, so they still resume."""
-    ds = dataset_for(tiny_cfg)
-    assert tiny_cfg.train.log_eval is None
+def test_stored_sentinels_log_eval_0_and_batch_size_0_resume_as_none_and_full(tiny_cfg,
+                                                                              tmp_path):
+    """Run directories written before 2026-12-02 store the old sentinels `log_eval: 0` ("no
+    log-spaced evaluations") and `batch_size: 0` (full batch); they read as None and "full",
+    so those directories still resume. The sentinels themselves are refused now."""
+    cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train,
+                                                                  batch_size="full"))
+    ds = dataset_for(cfg)
+    assert cfg.train.log_eval is None
     with pytest.raises(Killed):
-        rundir.run_sweep(tiny_cfg, ds, tmp_path / "old", on_eval=_kill_at(20),
-                         log=lambda m: None)
+        rundir.run_sweep(cfg, ds, tmp_path / "old", on_eval=_kill_at(20), log=lambda m: None)
     path = tmp_path / "old" / "config.json"
     meta = json.loads(path.read_text())
-    meta["config"]["train"]["log_eval"] = 0
+    assert meta["config"]["train"]["batch_size"] == "full"
+    meta["config"]["train"].update(log_eval=0, batch_size=0)
     path.write_text(json.dumps(meta))
     msgs = []
-    rundir.run_sweep(tiny_cfg, ds, tmp_path / "old", resume=True, log=msgs.append)
+    rundir.run_sweep(cfg, ds, tmp_path / "old", resume=True, log=msgs.append)
     assert any("resumed from the checkpoint at step 10" in m for m in msgs)
-    with pytest.raises(ConfigError, match="log_eval=0 must be >= 1, or none"):
-        dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train,
-                                                                log_eval=0)).validate()
+    for kw, msg in ((dict(log_eval=0), "log_eval=0 must be >= 1, or none"),
+                    (dict(batch_size=0), "batch_size=0 must be a positive integer, 'full'"),
+                    (dict(batch_size="half"), "batch_size='half' must be")):
+        with pytest.raises(ConfigError, match=msg):
+            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **kw)).validate()
 
 
 def test_an_explicit_schedule_stands_in_for_eval_every_and_log_eval_on_resume(tiny_cfg,

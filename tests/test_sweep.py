@@ -85,7 +85,7 @@ def test_paper_batch_size_rule():
     assert paper_batch_size(100, None) == 50
     assert paper_batch_size(5000, None) == 512
     assert paper_batch_size(101, None) == 51
-    assert paper_batch_size(77, 0) == 77
+    assert paper_batch_size(77, "full") == 77
     assert paper_batch_size(77, 128) == 77
 
 
@@ -158,7 +158,7 @@ def test_a_small_configuration_groks_and_a_tiny_fraction_only_memorizes():
         task=TaskConfig(op="add", p=23),
         model=ModelConfig(kind="mlp", mlp_input="onehot", mlp_activation="quadratic",
                           mlp_width=128, mlp_depth=1),
-        train=TrainConfig(steps=2500, batch_size=0, eval_every=25),
+        train=TrainConfig(steps=2500, batch_size="full", eval_every=25),
         sweep=SweepConfig(seeds=(0, 1), fractions=(0.2, 0.6), lrs=(3e-3,)))
     df, _ = sweep.train_sweep(cfg, dataset_for(cfg))
     for run, r in df.groupby("run"):

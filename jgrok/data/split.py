@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from jgrok.config import FULL_BATCH
 from jgrok.errors import ConfigError
 
 
@@ -38,11 +39,12 @@ def dataset_from_task(task) -> Dataset:
                    n_labels=task.n_elements)
 
 
-def paper_batch_size(n_train: int, batch_size: Optional[int]) -> int:
-    """Power et al.'s rule min(512, ceil(N_train / 2)) when `batch_size` is None; 0 = full."""
+def paper_batch_size(n_train: int, batch_size: Optional[int | str]) -> int:
+    """Power et al.'s rule min(512, ceil(N_train / 2)) when `batch_size` is None; "full"
+    (`jgrok.config.FULL_BATCH`): every training row."""
     if batch_size is None:
         return int(min(512, math.ceil(n_train / 2)))
-    if batch_size == 0:
+    if batch_size == FULL_BATCH:
         return int(n_train)
     return int(min(batch_size, n_train))
 

@@ -1,5 +1,5 @@
 m = ModelConfig(kind="mlp", d_model=64, mlp_width=256, mlp_depth=1, mlp_activation="relu", mlp_input="embed")
 o = OptimConfig(name="adamw", b1=0.9, b2=0.98, warmup_steps=10)
-t = TrainConfig(steps=5000, batch_size=0, loss="ce", log_eval=60, checkpoint_every=5000)
+t = TrainConfig(steps=5000, batch_size="full", loss="ce", log_eval=60, checkpoint_every=5000)
 sw = SweepConfig(seeds=(0,), fractions=(0.3, 0.5, 0.6, 0.7, 0.8, 0.9), init_scales=(10.0, 16.0, 24.0))
 run("e2_x2_p31", "x2_plus_y2", 31, m, o, t, sw)

@@ -1,6 +1,6 @@
 m = ModelConfig(kind="mlp", d_model=64, mlp_width=256, mlp_depth=1, mlp_activation="relu", mlp_input="embed")
 o = OptimConfig(name="adamw", b1=0.9, b2=0.98, warmup_steps=10)
-t = TrainConfig(steps=3000, batch_size=0, loss="ce", log_eval=50, checkpoint_every=3000)
+t = TrainConfig(steps=3000, batch_size="full", loss="ce", log_eval=50, checkpoint_every=3000)
 sw = SweepConfig(seeds=(0,), fractions=(0.6, 0.7, 0.8, 0.9), init_scales=(2.0, 3.0), lrs=(3e-3,), weight_decays=(0.3,))
 run("e5_x2_p47", "x2_plus_y2", 47, m, o, t, sw)
 sw = SweepConfig(seeds=(0,), fractions=(0.3, 0.5, 0.7, 0.9), init_scales=(1.0, 3.0), lrs=(3e-3,), weight_decays=(0.3,))
