@@ -9,8 +9,8 @@ Parts: ``mnist`` (784-200-200-10 MLP at alpha ``--alpha``, 1000 training / 10k t
 ``wine`` (Wine Quality, ``--wine_color``) and ``control`` (MSE + linear output vs CE at alpha 1
 and ``--alpha`` on MNIST 0-vs-1 and a separable task, classified by `jgrok.analysis.phases`).
 Each variant is a resumable run directory <out>/<part>/[<task>/]<variant>/ (`--resume`). Per
-part: metrics.csv, tables.md (the study's step x accuracy x norm format), summary.csv,
-acc_norm.png/.pdf and, for the control, phases.csv.
+part: metrics.csv, tables.md (step x accuracy x norm), summary.csv, acc_norm.png/.pdf and,
+for the control, phases.csv.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ flags.DEFINE_string("wine_dir", "", "folder with the Wine Quality CSVs (part win
 flags.DEFINE_list("parts", ["mnist", "wine", "control"], "which parts to run")
 flags.DEFINE_list("variants", ["baseline", "sigmoid_hidden", "sigmoid_output",
                                "softmax_output", "cross_entropy"], "variants (mnist, wine)")
+flags.DEFINE_enum("setup", "script", ["script", "notebook"], "Omnigrok's set-up (presets.py)")
 flags.DEFINE_float("alpha", 7.0, "initialisation scale of the variants (Omnigrok: 7)")
 flags.DEFINE_integer("seeds", 2, "number of seeds", lower_bound=1)
 flags.DEFINE_integer("steps", 10_000, "optimization steps (mnist, wine)", lower_bound=1)
@@ -38,13 +39,12 @@ flags.DEFINE_integer("table_every", 1000, "step-table interval in steps", lower_
 flags.DEFINE_integer("checkpoint_every", 10_000, "checkpoint interval in steps", lower_bound=1)
 flags.DEFINE_integer("n_train", 1000, "MNIST training images", lower_bound=1)
 flags.DEFINE_enum("wine_color", "red", ["red", "white", "both"], "Wine Quality colour")
-flags.DEFINE_integer("separable_dim", 20, "input dimension of the separable control task",
-                     lower_bound=1)
+flags.DEFINE_integer("separable_dim", 20, "separable control task's input size", lower_bound=1)
 flags.DEFINE_float("separable_margin", 1.0, "class margin of the separable control task")
 flags.DEFINE_float("gen_acc", 0.98, "control: validation accuracy that counts as generalized")
 flags.DEFINE_float("fit_acc", 0.99, "control: training accuracy that counts as fitted")
-flags.DEFINE_enum("weight_init", "torch", ["torch", "default"], "layer init before the alpha "
-                  "scaling: torch (nn.Linear's, as Omnigrok's script) or default (Flax's)")
+flags.DEFINE_enum("weight_init", "torch", ["torch", "default"], "layer init before alpha")
+flags.DEFINE_list("control_alphas", None, "control: alphas (default: 1 and --alpha)")
 flags.DEFINE_string("out", "results/mnist_variants", "output folder")
 flags.DEFINE_bool("resume", False, "continue the variants in --out from their checkpoints")
 
@@ -57,7 +57,7 @@ def train(dataset, names: dict, alphas, steps: int, out: str):
     """Train {variant: study variant name} on `dataset` at these alphas and steps."""
     from jgrok import presets, rundir
 
-    base = presets.omnigrok_preset(steps, weight_init=FLAGS.weight_init)
+    base = presets.omnigrok_preset(steps, weight_init=FLAGS.weight_init, setup=FLAGS.setup)
     base = dataclasses.replace(
         base, train=dataclasses.replace(base.train, checkpoint_every=FLAGS.checkpoint_every),
         sweep=dataclasses.replace(base.sweep, seeds=tuple(range(FLAGS.seeds)),
@@ -97,7 +97,8 @@ def part_control(tasks, out: str):
     from jgrok import rundir
     from jgrok.analysis.phases import PhaseThresholds, classify_table
 
-    alphas = tuple(sorted({1.0, float(FLAGS.alpha)}))
+    alphas = tuple(sorted(set(cli.parse_floats(FLAGS.control_alphas, "control_alphas")
+                              if FLAGS.control_alphas else (1.0, FLAGS.alpha))))
     df = rundir.concat_variants([train(ds, CONTROL_VARIANTS, alphas, FLAGS.control_steps,
                                        os.path.join(out, ds.name)) for ds in tasks],
                                 by=("task", "variant"))
@@ -128,8 +129,7 @@ def main(argv):
                           f"variants: {', '.join(presets.STUDY_VARIANTS)}")
     if not FLAGS.data_dir and {"mnist", "control"} & set(parts) or not FLAGS.wine_dir and \
             "wine" in parts:
-        raise ConfigError("--data_dir is required for parts mnist and control, --wine_dir for "
-                          "part wine")
+        raise ConfigError("--data_dir is required for parts mnist/control, --wine_dir for wine")
     data = {}  # every data set first: a missing file fails before any training
     if "mnist" in parts:
         data["mnist"] = mnist_dataset(FLAGS.data_dir, n_train=FLAGS.n_train)
