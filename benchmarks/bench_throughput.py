@@ -7,8 +7,11 @@
 For each model (the Power et al. transformer at p = 97 and the operand MLP at p = 23) and each
 number of runs R it measures, on this machine in one process:
 
-  map      jgrok's default engine: on CPU each device trains its runs one after another inside
-           one jitted call (`wave=1`); on accelerators this is the same as `vmap`
+  map      jgrok's default engine: the runs sharded over the devices (on CPU one device per
+           core, `jgrok.cli.use_cpu_cores`, as the entry points do); each device trains its
+           runs one after another inside one jitted call (`wave=1`); on accelerators this is
+           the same as `vmap`
+  map1     `map` on one CPU device of the --cpu_devices (the runs not sharded over the cores)
   plain    `map` with the models' shortcuts off (`ModelConfig.shortcuts=False`: every position
            of every block, first layer per row): the computation before the shortcuts
   waveK    `map` in vmapped waves of K runs (`wave=K`), e.g. wave2, wave4
@@ -49,7 +52,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import torch_baseline  # noqa: E402
-from jgrok import sweep, train  # noqa: E402
+from jgrok import cli, sweep, train  # noqa: E402
 from jgrok.config import (ExperimentConfig, ModelConfig, SweepConfig, TaskConfig,  # noqa: E402
                           TrainConfig)
 from jgrok.data.algorithmic import make_task  # noqa: E402
@@ -122,9 +125,9 @@ def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
                             sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(FRACTION,)))
 
 
-def time_engine(cfg, dataset, steps: int, wave) -> dict:
+def time_engine(cfg, dataset, steps: int, wave, devices=None) -> dict:
     """Compile (AOT) and time `steps` steps of advance for the engine's runs."""
-    eng = sweep.build_engine(cfg, dataset, wave=wave)
+    eng = sweep.build_engine(cfg, dataset, wave=wave, devices=devices)
     state = sweep.init_state(eng)
     args = (eng.inputs, state, eng.run_data, jnp.int32(1))
     t = time.perf_counter()
@@ -195,16 +198,21 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     ap.add_argument("--rs", default=None, help="numbers of runs, e.g. 1,8,32 (or 1,8,32,128)")
     ap.add_argument("--models", default="transformer,mlp")
-    ap.add_argument("--modes", default="map,plain,wave2,vmap,seq",
-                    help="jgrok modes to measure (map, plain, waveK, vmap, seq)")
+    ap.add_argument("--modes", default="map,map1,plain,wave2,vmap,seq",
+                    help="jgrok modes to measure (map, plain, waveK, vmap, seq; map1/plain1: "
+                         "map/plain on one CPU device)")
     ap.add_argument("--torch_compile", action="store_true",
                     help="also measure the process-per-core PyTorch arrangement with "
                          "torch.compile (compiles in every process: minutes)")
     ap.add_argument("--seq_max", type=int, default=8,
                     help="seq: time at most this many R=1 sweeps and report their rate")
     ap.add_argument("--torch_steps", type=int, default=None)
+    ap.add_argument("--cpu_devices", type=int, default=0,
+                    help="CPU devices (0: one per core, the entry points' default; "
+                         "jgrok.cli.use_cpu_cores); modes ending in 1 use only the first")
     ap.add_argument("--out", default="", help="also write the Markdown here")
     args = ap.parse_args()
+    cli.use_cpu_cores(args.cpu_devices)  # before JAX starts its backends
     t_start = time.perf_counter()
     rs = [int(r) for r in (args.rs or ("1,4" if args.quick else "1,8,32")).split(",")]
     modes = args.modes.split(",")
@@ -302,18 +310,19 @@ def main():
                     m = dict(rate=n_time * steps / tot, compile_s=comp, mem=mem, eval_s=ev, n=1)
                     label = f"seq ({n_time} timed)" if n_time < r else "seq"
                 else:
-                    if mode == "plain":
+                    if mode.startswith("plain"):
                         cfg = dataclasses.replace(cfg, model=dataclasses.replace(
                             cfg.model, shortcuts=False))
                     chunk = (0 if mode == "vmap" else int(mode[4:]) if mode.startswith("wave")
                              else None)
-                    m = time_engine(cfg, ds, steps, chunk)
-                    label = mode
+                    one = mode in ("map1", "plain1")
+                    m = time_engine(cfg, ds, steps, chunk, jax.devices()[:1] if one else None)
+                    label = f"{mode} (1 of {jax.device_count()} devices)" if one else mode
                 base.setdefault(mode, m["rate"] if r == rs[0] == 1 else None)
                 r1 = base.get(mode)
                 rel = f"{m['rate'] / r1:.2f}x" if r1 else "-"
                 vs = f"{m['rate'] / best:.2f}x" if best else "skipped"
-                gf = m["rate"] * (fl_plain if mode == "plain" else fl_fast)
+                gf = m["rate"] * (fl_plain if mode.startswith("plain") else fl_fast)
                 mem_run = None if m["mem"] is None else m["mem"] / max(m["n"], 1)
                 emit(f"| {label} | {r} | {m['rate']:.2f} | {rel} | {vs} | {gf / 1e9:.1f} | "
                      f"{100 * gf / peak:.0f}% | {m['compile_s']:.1f} | {fmt_mem(mem_run)} | "

@@ -106,6 +106,10 @@ flags.DEFINE_bool("tensorboard", False, "also write per-cell aggregates (mean/me
 flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in JAX's persistent cache "
                   "(~/.cache/jgrok/jax, or $JAX_COMPILATION_CACHE_DIR) so a resumed or repeated "
                   "sweep does not compile again")
+flags.DEFINE_integer("cpu_devices", 0, "split the CPU into this many devices and shard the "
+                     "runs over them, one core each (0: one per core, or one per process with "
+                     "--coordinator; 1: one CPU device using every core); ignored on GPU/TPU and "
+                     "when $XLA_FLAGS sets --xla_force_host_platform_device_count", lower_bound=0)
 # several processes (hosts): see docs/multihost.md
 flags.DEFINE_string("coordinator", "", "host:port of process 0; set to run one sweep over "
                     "several processes (jax.distributed; phase_diagram.py)")

@@ -10,9 +10,9 @@ Parts: ``mnist`` (784-200-200-10 MLP at alpha ``--init_scales``, 1000 training /
 images), ``wine`` (``--wine_color``), both over ``--variants``, and ``control`` (MSE + linear
 output vs CE at alpha 1 and ``--init_scales`` on MNIST 0-vs-1 and a separable task,
 ``--control_steps`` steps, phases with ``--gen_acc`` 0.98 unless given). Each variant is a
-resumable run directory <out>/<part>/[<task>/]<variant>/ (`--resume`). Per part: metrics.csv,
-tables.md (step x accuracy x norm), summary.csv, acc_norm.png/.pdf; control: phases.csv.
-Renamed on 2026-12-02: --alpha is --init_scales; --seeds defaults to the preset's 1 (was 2).
+run directory <out>/<part>/[<task>/]<variant>/ (`--resume`); per part: metrics.csv, tables.md
+(step x accuracy x norm), summary.csv, acc_norm.png/.pdf; control: phases.csv.
+Renamed 2026-12-02: --alpha -> --init_scales, --setup=X -> --preset=omnigrok_X; --seeds: 1 (was 2)
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ flags.DEFINE_integer("control_steps", 10_000, "optimization steps of part contro
                      "parts mnist and wine)", lower_bound=1)
 flags.DEFINE_integer("table_every", 1000, "step-table interval in steps", lower_bound=1)
 flags.DEFINE_enum("wine_color", "red", ["red", "white", "both"], "Wine Quality colour")
-flags.DEFINE_integer("separable_dim", 20, "input dimension of the separable control task",
-                     lower_bound=1)
+flags.DEFINE_integer("separable_dim", 20, "separable control task's input size", lower_bound=1)
 flags.DEFINE_float("separable_margin", 1.0, "class margin of the separable control task")
+flags.DEFINE_list("control_alphas", None, "control: alphas (default: 1 and --init_scales)")
 
 FLAGS.set_default("preset", "omnigrok_script")
 FLAGS.set_default("out", "results/mnist_variants")
@@ -95,7 +95,8 @@ def part_control(base, tasks, out: str):
     from jgrok import rundir, tables
     from jgrok.analysis.phases import classify_table
 
-    alphas = tuple(sorted({1.0, *(float(a) for a in base.sweep.init_scales)}))
+    alphas = tuple(sorted(set(cli.parse_floats(FLAGS.control_alphas, "control_alphas")
+                              if FLAGS.control_alphas else (1.0, *base.sweep.init_scales))))
     df = rundir.concat_variants([train(base, ds, CONTROL_VARIANTS, alphas, FLAGS.control_steps,
                                        os.path.join(out, ds.name)) for ds in tasks],
                                 by=("task", "variant"))
@@ -127,8 +128,7 @@ def main(argv):
 
     if not FLAGS.data_dir and {"mnist", "control"} & set(parts) or not FLAGS.wine_dir and \
             "wine" in parts:
-        raise ConfigError("--data_dir is required for parts mnist and control, --wine_dir for "
-                          "part wine")
+        raise ConfigError("--data_dir is required for parts mnist/control, --wine_dir for wine")
     data = {}  # every data set first: a missing file fails before any training
     if "mnist" in parts:
         data["mnist"] = mnist_dataset(FLAGS.data_dir, n_train=FLAGS.n_train)

@@ -41,16 +41,26 @@ class Checkpoints:
         self.manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
         self.manager.wait_until_finished()
 
-    def restore_latest(self, like: Any, warn=None) -> tuple[Optional[int], Any]:
+    def restore_latest(self, like: Any, warn=None, n_runs: Optional[int] = None
+                       ) -> tuple[Optional[int], Any]:
         """(step, state) of the newest readable checkpoint shaped like `like`, or (None, None).
 
         `like` is a state (or abstract state) with the shapes, dtypes and shardings expected.
+        With `n_runs` (the grid's runs; every leaf's first axis is the run axis, padded to a
+        multiple of the device count), a checkpoint written with another padding -- another
+        number of devices -- is re-padded: its first `n_runs` runs are kept and the padding
+        is copies of the last one, which is what padding is (`sweep.build_engine`).
         """
         warn = warn or log.warning
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         for step in reversed(self.steps()):
             try:
-                state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                saved = self._saved_runs(step)
+                if n_runs is not None and saved not in (None, _runs(abstract)) \
+                        and saved >= n_runs and jax.process_count() == 1:
+                    state = self._restore_repadded(step, abstract, saved, n_runs)
+                else:
+                    state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
                 _check_shapes(state, abstract)
                 return step, state
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
@@ -60,6 +70,27 @@ class Checkpoints:
                      f"({type(e).__name__}: {msg}); moved it to {moved} and falling back to "
                      f"the previous one")
         return None, None
+
+    def _saved_runs(self, step: int) -> Optional[int]:
+        """The length of the run axis in the checkpoint at `step` (None if leaves differ)."""
+        tree = self.manager.item_metadata(step).tree
+        lengths = {tuple(m.shape)[:1] for m in jax.tree.leaves(tree)}
+        return lengths.pop()[0] if len(lengths) == 1 and () not in lengths else None
+
+    def _restore_repadded(self, step: int, abstract: Any, saved: int, n_runs: int) -> Any:
+        device = jax.local_devices()[0]
+        on_host = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((saved, *a.shape[1:]), a.dtype,
+                                           sharding=jax.sharding.SingleDeviceSharding(device)),
+            abstract)
+        state = self.manager.restore(step, args=ocp.args.StandardRestore(on_host))
+
+        def repad(a, target):
+            a = np.asarray(a)[:n_runs]
+            pad = np.repeat(a[-1:], target.shape[0] - n_runs, axis=0)
+            return jax.device_put(np.concatenate([a, pad]), target.sharding)
+
+        return jax.tree.map(repad, state, abstract)
 
     def _set_aside(self, step: int) -> Path:
         """Move an unreadable checkpoint out of the manager's way (kept for inspection)."""
@@ -72,6 +103,11 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _runs(abstract) -> Optional[int]:
+    lengths = {tuple(a.shape)[:1] for a in jax.tree.leaves(abstract)}
+    return lengths.pop()[0] if len(lengths) == 1 and () not in lengths else None
 
 
 def _check_shapes(state, abstract) -> None:

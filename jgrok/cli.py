@@ -57,6 +57,7 @@ def run_main(main: Callable[[list], None], argv: list | None = None) -> None:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
     try:
+        use_cpu_cores(_cpu_devices(flags.FLAGS))
         main(rest)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -67,6 +68,15 @@ def run_main(main: Callable[[list], None], argv: list | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted; finished results are on disk (resume with --resume)", file=sys.stderr)
         sys.exit(130)
+
+
+def _cpu_devices(fv) -> int:
+    """The entry point's --cpu_devices (0 if it has none); with several processes
+    (--coordinator) the default is one CPU device per process, the layout the user chose."""
+    n = fv["cpu_devices"].value if "cpu_devices" in fv else 0
+    if n == 0 and "coordinator" in fv and fv["coordinator"].value:
+        return 1
+    return n
 
 
 def _help(script: str, full: bool) -> str:
@@ -86,6 +96,38 @@ def _help(script: str, full: bool) -> str:
 
     modules = [m for m in flags.FLAGS.flags_by_module_dict() if beside(m)]
     return "\n\n".join(flags.FLAGS.module_help(m) for m in modules)
+
+
+#: XLA's option that splits the host (CPU) platform into this many devices
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def use_cpu_cores(n: int = 0) -> None:
+    """Make the CPU platform ``n`` devices (0: one per usable core), so a sweep's runs are
+    sharded over the cores and each core trains its share one run after another: the
+    process-per-core arrangement inside one process (measured 1.5-1.7x more run-steps/s than
+    one CPU device on an idle 2-core machine, results/benchmarks/). Only the host platform
+    is split; GPUs/TPUs are unaffected. Must run before JAX starts its backends; an
+    ``--xla_force_host_platform_device_count`` already in $XLA_FLAGS wins, and ``n = 1``
+    leaves the single CPU device. Returns the device count asked for (1 if left alone)."""
+    import os
+
+    if n < 0:
+        raise ConfigError(f"--cpu_devices={n} must be >= 0 (0: one per core)")
+    n = n or usable_cores()
+    current = os.environ.get("XLA_FLAGS", "")
+    if n > 1 and HOST_DEVICES_FLAG not in current:
+        os.environ["XLA_FLAGS"] = f"{current} {HOST_DEVICES_FLAG}={n}".strip()
 
 
 def enable_compilation_cache(enabled: bool = True) -> None:

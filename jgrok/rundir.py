@@ -356,7 +356,8 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     ckpts = Checkpoints(run_dir, keep=cfg.train.keep_checkpoints)
     start, rows, step_rows = 0, [], []
     if resume and ckpts.steps():
-        step, restored = ckpts.restore_latest(state, warn=lambda m: log("WARNING: " + m))
+        step, restored = ckpts.restore_latest(state, warn=lambda m: log("WARNING: " + m),
+                                             n_runs=engine.n_runs)
         if step is not None:
             try:
                 rows = _rows_until(metrics_path, step, engine, schedule, run_dir, log)

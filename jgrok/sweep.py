@@ -51,9 +51,14 @@ class Engine:
         return jax.device_put(tree, NamedSharding(self.mesh, P("runs")))
 
 
-def run_mesh(devices=None) -> Mesh:
-    devices = list(devices if devices is not None else jax.devices())
-    return Mesh(np.array(devices), ("runs",))
+def run_mesh(devices=None, n_runs: Optional[int] = None) -> Mesh:
+    """A 1-D mesh ("runs",) over `devices` (default: all). In one process, a grid of fewer
+    runs than devices takes only the first `n_runs` devices (no device trains padding only)."""
+    if devices is None:
+        devices = jax.devices()
+        if n_runs is not None and jax.process_count() == 1:
+            devices = devices[:max(n_runs, 1)]
+    return Mesh(np.array(list(devices)), ("runs",))
 
 
 def default_wave(devices) -> int:
@@ -73,9 +78,9 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     for, instead of the device's own limit. Waves change speed and memory only, not results."""
     cfg.validate()
     grid = cfg.sweep.grid()
-    mesh = run_mesh(devices)
-    n_dev = mesh.devices.size
     n_runs = len(grid)
+    mesh = run_mesh(devices, n_runs)
+    n_dev = mesh.devices.size
     n_padded = -(-n_runs // n_dev) * n_dev
     padded = grid + [grid[-1]] * (n_padded - n_runs)
 

@@ -10,6 +10,7 @@ so this does not change any number.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import random
@@ -223,10 +224,18 @@ def test_same_config_gives_bitwise_identical_metrics_in_another_process(cli_refe
     assert (out / "metrics.csv").read_bytes() == ref_bytes
 
 
-def test_in_process_sweep_equals_the_cli_sweep_bitwise(cli_reference, full):
-    """A third process (this one), through the library instead of the CLI."""
-    ref_bytes, _ = cli_reference
-    assert (full[1] / "metrics.csv").read_bytes() == ref_bytes
+def test_in_process_sweep_equals_the_cli_sweep_bitwise(cli_reference, full, jax_cache,
+                                                      tmp_path):
+    """A third process (this one, one CPU device), through the library instead of the CLI:
+    bitwise equal to the CLI on one CPU device (--cpu_devices=1), and equal to float rounding
+    to the CLI's default of one device per core (matmuls summed in another order)."""
+    out = tmp_path / "one_device"
+    r = run_cli([*CLI_SWEEP, f"--out={out}", "--cpu_devices=1"], jax_cache)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (full[1] / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
+    per_core = pd.read_csv(io.BytesIO(cli_reference[0]))
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc", "param_norm"]
+    np.testing.assert_allclose(per_core[cols], full[0][cols], rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------
