@@ -648,7 +648,7 @@ def test_fuzzed_cli_invocations_exit_0_or_2_with_one_error_line(flags, junk, tmp
     (["--seed_list=99999999999"], "seed 99999999999 must be an integer in [0, 2**32)"),
     (["--seeds=1000", "--fractions=0.01:1:1000", "--weight_decays=0,1"],
      "the sweep has 2,000,000 runs"),
-    (["--seeds=8", "--memory_gb=0.00001"], "the grid does not fit in device memory: 72 runs"),
+    (["--seeds=8", "--memory_gb=0.00001"], "the grid does not fit in device memory: "),
 ])
 def test_huge_sizes_are_refused_in_one_line_before_anything_is_built(args, needle, tmp_path,
                                                                       jax_cache):
