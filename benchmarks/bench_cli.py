@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ def time_cli(steps: int, cpu_devices: int, out: str) -> float:
     """Wall seconds of one phase_diagram.py process (fails loudly if it fails)."""
     env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     env.pop("XLA_FLAGS", None)
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run directory each time
     t = time.perf_counter()
     r = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "phase_diagram.py"),
                         *COMMAND, f"--steps={steps}", f"--cpu_devices={cpu_devices}",
