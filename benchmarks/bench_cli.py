@@ -33,7 +33,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import torch_baseline  # noqa: E402
-from bench_throughput import cpu_name, load  # noqa: E402
+from bench_throughput import cpu_name, finish, load  # noqa: E402
 
 COMMAND = ["--op=x2_plus_y2", "--p=97", "--seeds=32", "--fractions=0.5", "--nocompilation_cache",
            "--nofigures"]
@@ -122,11 +122,7 @@ def main():
     else:
         emit("PyTorch: skipped (torch not installed)")
     emit()
-    emit(f"load average at end: {load()}; wall time {time.perf_counter() - t_start:.0f} s")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    finish(emit, lines, t_start, args.out)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,15 @@ def load() -> str:
         return "n/a"
 
 
+def finish(emit, lines: list, t_start: float, out: str) -> None:
+    """The closing line (load, wall time); the Markdown also into `out` if given."""
+    emit(f"load average at end: {load()}; wall time {time.perf_counter() - t_start:.0f} s")
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
@@ -332,11 +341,7 @@ def main():
         emit(f"Batch sampler alone (uniform over {ds.size} rows + top_k {s['batch']}), "
              f"R={max(rs)}: {1e3 * smp:.3f} ms per run-step.")
         emit()
-    emit(f"load average at end: {load()}; wall time {time.perf_counter() - t_start:.0f} s")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    finish(emit, lines, t_start, args.out)
 
 
 if __name__ == "__main__":
