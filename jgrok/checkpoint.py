@@ -55,7 +55,7 @@ class Checkpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         for step in reversed(self.steps()):
             try:
-                saved = self._saved_runs(step)
+                saved = _runs(self.manager.item_metadata(step).tree)
                 if n_runs is not None and saved not in (None, _runs(abstract)) \
                         and saved >= n_runs and jax.process_count() == 1:
                     state = self._restore_repadded(step, abstract, saved, n_runs)
@@ -70,12 +70,6 @@ class Checkpoints:
                      f"({type(e).__name__}: {msg}); moved it to {moved} and falling back to "
                      f"the previous one")
         return None, None
-
-    def _saved_runs(self, step: int) -> Optional[int]:
-        """The length of the run axis in the checkpoint at `step` (None if leaves differ)."""
-        tree = self.manager.item_metadata(step).tree
-        lengths = {tuple(m.shape)[:1] for m in jax.tree.leaves(tree)}
-        return lengths.pop()[0] if len(lengths) == 1 and () not in lengths else None
 
     def _restore_repadded(self, step: int, abstract: Any, saved: int, n_runs: int) -> Any:
         device = jax.local_devices()[0]
@@ -105,8 +99,10 @@ class Checkpoints:
         self.manager.close()
 
 
-def _runs(abstract) -> Optional[int]:
-    lengths = {tuple(a.shape)[:1] for a in jax.tree.leaves(abstract)}
+def _runs(tree) -> Optional[int]:
+    """The length of the run axis shared by every leaf of `tree` (arrays, abstract arrays or
+    a checkpoint's array metadata), or None if the leaves' first axes differ."""
+    lengths = {tuple(a.shape)[:1] for a in jax.tree.leaves(tree)}
     return lengths.pop()[0] if len(lengths) == 1 and () not in lengths else None
 
 

@@ -119,7 +119,7 @@ def use_cpu_cores(n: int = 0) -> None:
     one CPU device on an idle 2-core machine, results/benchmarks/). Only the host platform
     is split; GPUs/TPUs are unaffected. Must run before JAX starts its backends; an
     ``--xla_force_host_platform_device_count`` already in $XLA_FLAGS wins, and ``n = 1``
-    leaves the single CPU device. Returns the device count asked for (1 if left alone)."""
+    leaves the single CPU device."""
     import os
 
     if n < 0:
