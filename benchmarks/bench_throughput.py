@@ -78,24 +78,30 @@ def model_settings(kind: str, quick: bool) -> dict:
 
 def flops_per_run_step(kind: str, s: dict, vocab: int, shortcuts: bool = False) -> float:
     """Analytic matmul FLOPs of one training step of one run: 3 x forward (2 FLOPs per MAC).
-    `shortcuts`: the FLOPs the models' shortcuts execute (jgrok/models: the first block's
-    Q/K/V or the MLP's first layer on the vocabulary table, the last block on the last
-    position only); otherwise the plain computation's."""
+    `shortcuts`: the FLOPs the models' shortcuts execute (jgrok/models: position 0 of every
+    transformer block on the vocabulary's rows, the first block's Q/K/V on the table of token +
+    position sums, the last block on the last position only; the MLP's first layer on the
+    vocabulary table); otherwise the plain computation's."""
     m, b = s["model"], s["batch"]
     if kind == "transformer":
         t, d, ff, n = 4, m.d_model, m.d_ff or 4 * m.d_model, m.n_layers
-        per_token_layer = 4 * d * d + 2 * d * ff + 2 * t * d  # qkv + out, ffn, QK^T and AV
+        qkv, out, ffn, attn = 3 * d * d, d * d, 2 * d * ff, 2 * t * d  # MACs per position
+        unembed = d * vocab  # last position only
         if not shortcuts:
-            return 6.0 * b * (n * t * per_token_layer + d * vocab)  # unembed: last position
-        table = 3 * vocab * t * d * d if vocab < b * t else 0  # first block's Q/K/V
-        qkv0 = 0 if table else 3 * t * d * d
-        last = 2 * t * d * d + 2 * d * d + 2 * d * ff + 2 * t * d  # K, V; Q, out, FFN at one
-        if n == 1:
-            per_ex = (0 if table else 2 * t * d * d + d * d) + d * d + 2 * d * ff + 2 * t * d
-        else:
-            first = qkv0 + t * d * d + 2 * t * d * ff + 2 * t * t * d
-            per_ex = first + (n - 2) * t * per_token_layer + last
-        return 6.0 * (table + b * (per_ex + d * vocab))
+            return 6.0 * b * (n * t * (qkv + out + ffn + attn) + unembed)
+        if not vocab < b:  # per-example rows: only the last block's shortcut
+            last = t * 2 * d * d + qkv // 3 + out + ffn + attn
+            return 6.0 * b * ((n - 1) * t * (qkv + out + ffn + attn) + last + unembed)
+        per_vocab = vocab * t * qkv  # first block's Q/K/V on the (V, T) table
+        per_ex = unembed
+        for i in range(n):
+            if i == n - 1:  # K, V of positions 1.. per example; Q, out, FFN at the last one
+                per_vocab += 0 if i == 0 else vocab * 2 * d * d
+                per_ex += (0 if i == 0 else (t - 1) * 2 * d * d + d * d) + out + ffn + attn
+            else:  # position 0 on the vocabulary's rows, positions 1.. per example
+                per_vocab += vocab * ((0 if i == 0 else qkv) + out + ffn)
+                per_ex += (t - 1) * ((0 if i == 0 else qkv) + out + ffn + attn)
+        return 6.0 * (per_vocab + b * per_ex)
     w, depth, e = m.mlp_width, m.mlp_depth, m.d_model
     rest = (depth - 1) * w * w + w * vocab
     if shortcuts and vocab < b:

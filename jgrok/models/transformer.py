@@ -13,15 +13,18 @@ and initialization), so checkpoints and initial weights do not depend on the cho
 
 - `shortcuts=False`, the plain computation: every block on every position, Flax's
   `MultiHeadDotProductAttention`.
-- `shortcuts=True` (the default): only what the output reads. (1) The output is the last
-  position's, so the last block needs keys and values of every position but the query, the
-  attention output, the FFN and the LayerNorms only at the last position. (2) The first
-  block's input is the embedding sum E[token] + P[position] itself (post-LN: no LayerNorm
-  before the first attention), so its Q/K/V projections are applied once to the V x T table
-  of all (token, position) sums and the rows are gathered per example, when the table has
-  fewer rows than the batch. Both are exact in real arithmetic; in float32 the outputs differ
-  from the plain computation by summation order only (tests/test_models.py states the
-  tolerance). For the paper's 2-layer model this executes ~59% of the plain matmul FLOPs.
+- `shortcuts=True` (the default): only what the output reads, and what differs between
+  examples. (1) The output is the last position's, so the last block needs keys and values of
+  every position but the query, the attention output, the FFN and the LayerNorms only at the
+  last position. (2) Position 0 attends to itself only, so in every block its value is a
+  function of its token alone: it is computed once per vocabulary entry (V rows) and gathered
+  per example, when the vocabulary is smaller than the batch. (3) The first block's input is
+  the embedding sum E[token] + P[position] itself (post-LN: no LayerNorm before the first
+  attention), so its Q/K/V projections are applied once to the V x T table of all
+  (token, position) sums and gathered, under the same condition. All three are exact in real
+  arithmetic; in float32 the outputs differ from the plain computation by summation order
+  only (tests/test_models.py states the tolerance). For the paper's 2-layer model
+  (p = 97, batch 512) this executes 50% of the plain matmul FLOPs.
 """
 
 from __future__ import annotations
@@ -118,27 +121,49 @@ class Attention(nn.Module):
 
 
 class FastBlock(_BlockBase):
-    """The block of `shortcuts=True`; same parameters as `Block`.
+    """The block of `shortcuts=True`; same parameters as `Block`. Returns (output, first).
 
-    `x` (..., T, d): the block's input (for the residual). `table`, `index`: optional; the
-    input is `table[index]` (table (M, d), index (..., T) ints), and Q/K/V are projected on
-    the table's M rows and gathered. `last_only`: compute the output at the last position
-    only, shape (..., 1, d)."""
+    `x` (..., T, d): the block's input. `last_only`: compute the output at the last position
+    only, shape (..., 1, d). With `tokens` (..., T) the block uses that position 0 attends to
+    itself only, so in every block its value is a function of its token alone: `first` (V, d)
+    is the block's input at position 0 for every token of the vocabulary
+    (x[..., 0, :] == first[tokens[..., 0]]); position 0's Q/K/V and output are computed on
+    those V rows and gathered, and the returned `first` is the next block's. `table`
+    (V, T, d), for the first block: its input for every token at every position (embedding +
+    position), so Q/K/V are projected on the table's rows and gathered."""
 
     @nn.compact
-    def __call__(self, x, table=None, index=None, last_only=False):
+    def __call__(self, x, tokens=None, first=None, table=None, last_only=False):
         attn = Attention(self.d_model, self.n_heads, self.use_bias, self.dtype, name="attn")
-        q_idx = index[..., -1:] if last_only and index is not None else index
-        if table is not None:
-            q = attn.query(table)[q_idx]
-            k, v = attn.key(table)[index], attn.value(table)[index]
-        else:
+        if tokens is None:
             q = attn.query(x[..., -1:, :] if last_only else x)
             k, v = attn.key(x), attn.value(x)
+            x = x[..., -1:, :] if last_only else x
+            return self._after_attention(x + attn(q, k, v)), None
+        t = x.shape[-2]
+        tok0, rest = tokens[..., :1], x[..., 1:, :]
+        if table is not None:
+            qt, kt, vt = attn.query(table), attn.key(table), attn.value(table)
+            q0, k0, v0 = qt[:, 0], kt[:, 0], vt[:, 0]
+            at = (tokens[..., -1:], t - 1) if last_only else (tokens[..., 1:], jnp.arange(1, t))
+            q = qt[at]
+            k = kt[tokens[..., 1:], jnp.arange(1, t)]
+            v = vt[tokens[..., 1:], jnp.arange(1, t)]
+        else:
+            q0, k0, v0 = attn.query(first), attn.key(first), attn.value(first)
+            q = attn.query(rest[..., -1:, :] if last_only else rest)
+            k, v = attn.key(rest), attn.value(rest)
+        k = jnp.concatenate([k0[tok0], k], axis=-3)
+        v = jnp.concatenate([v0[tok0], v], axis=-3)
         if last_only:
-            x = x[..., -1:, :]
-        x = x + attn(q, k, v)
-        return self._after_attention(x)
+            return self._after_attention(x[..., -1:, :] + attn(q, k, v)), None
+        # one pass after the attention for the V rows of position 0 and the rows of 1..T-1
+        first = first + attn(q0[:, None], k0[:, None], v0[:, None])[:, 0]
+        rest = rest + attn(q, k, v)
+        d, n = first.shape[-1], first.shape[0]
+        both = self._after_attention(jnp.concatenate([first, rest.reshape(-1, d)]))
+        first, rest = both[:n], both[n:].reshape(rest.shape)
+        return jnp.concatenate([first[tok0], rest], axis=-2), first
 
 
 class Transformer(nn.Module):
@@ -175,14 +200,13 @@ class Transformer(nn.Module):
         else:
             # table of every (token, position) sum, when it is smaller than the batch's rows
             rows = math.prod(tokens.shape[:-1])
-            table = index = None
-            if self.vocab_size < rows:
-                vocab = embed(jnp.arange(self.vocab_size))
-                table = (vocab[:, None, :] + pe[None]).reshape(-1, self.d_model)
-                index = tokens * t + jnp.arange(t)
+            by_token = self.vocab_size < rows and t > 1
+            table = embed(jnp.arange(self.vocab_size))[:, None, :] + pe[None] if by_token \
+                else None  # (V, T, d)
+            first = table[:, 0] if by_token else None
             for i in range(self.n_layers):
-                x = FastBlock(*args, name=f"block_{i}")(
-                    x, table if i == 0 else None, index if i == 0 else None,
+                x, first = FastBlock(*args, name=f"block_{i}")(
+                    x, tokens if by_token else None, first, table if i == 0 else None,
                     last_only=i == self.n_layers - 1)
             last = x[..., -1, :]
         logits = nn.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
