@@ -14,6 +14,8 @@ number of runs R it measures, on this machine in one process:
   map1     `map` on one CPU device of the --cpu_devices (the runs not sharded over the cores)
   plain    `map` with the models' shortcuts off (`ModelConfig.shortcuts=False`: every position
            of every block, first layer per row): the computation before the shortcuts
+  xladefault  `map` compiled with XLA:CPU's own defaults instead of the engine's
+           `sweep.CPU_COMPILER_OPTIONS` (YNNPACK for dots only)
   waveK    `map` in vmapped waves of K runs (`wave=K`), e.g. wave2, wave4
   vmap     all R runs vectorized with one `jax.vmap` (`wave=0`)
   seq      R separate R=1 sweeps, one after another (the compiled function is shared)
@@ -36,6 +38,7 @@ several jitted square f32 matmuls (256-2048).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -161,6 +164,19 @@ def time_engine(cfg, dataset, steps: int, wave, devices=None) -> dict:
                 eval_s=eval_s, n=eng.n_runs)
 
 
+@contextlib.contextmanager
+def xla_cpu_defaults():
+    """Engines built inside are compiled with XLA:CPU's defaults, not the engine's options."""
+    saved = sweep.compiler_options
+    sweep.compiler_options = lambda devices: {}
+    sweep._compiled.cache_clear()
+    try:
+        yield
+    finally:
+        sweep.compiler_options = saved
+        sweep._compiled.cache_clear()
+
+
 def sampler_cost(dataset, s: dict, runs: int, reps: int = 10) -> float:
     """Seconds per run-step of the batch sampler alone (uniform draws + top_k over N rows)."""
     n = dataset.size
@@ -213,9 +229,9 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     ap.add_argument("--rs", default=None, help="numbers of runs, e.g. 1,8,32 (or 1,8,32,128)")
     ap.add_argument("--models", default="transformer,mlp")
-    ap.add_argument("--modes", default="map,map1,plain,wave2,vmap,seq",
-                    help="jgrok modes to measure (map, plain, waveK, vmap, seq; map1/plain1: "
-                         "map/plain on one CPU device)")
+    ap.add_argument("--modes", default="map,map1,plain,xladefault,wave2,vmap,seq",
+                    help="jgrok modes to measure (map, plain, xladefault, waveK, vmap, seq; "
+                         "map1/plain1: map/plain on one CPU device)")
     ap.add_argument("--torch_compile", action="store_true",
                     help="also measure the process-per-core PyTorch arrangement with "
                          "torch.compile (compiles in every process: minutes)")
@@ -331,7 +347,10 @@ def main():
                     chunk = (0 if mode == "vmap" else int(mode[4:]) if mode.startswith("wave")
                              else None)
                     one = mode in ("map1", "plain1")
-                    m = time_engine(cfg, ds, steps, chunk, jax.devices()[:1] if one else None)
+                    with (xla_cpu_defaults() if mode == "xladefault"
+                          else contextlib.nullcontext()):
+                        m = time_engine(cfg, ds, steps, chunk,
+                                        jax.devices()[:1] if one else None)
                     label = f"{mode} (1 of {jax.device_count()} devices)" if one else mode
                 base.setdefault(mode, m["rate"] if r == rs[0] == 1 else None)
                 r1 = base.get(mode)

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgrok import train
+from jgrok import sweep, train
 
 __all__ = ["Float64Logits", "scan_steps", "advance_logged"]
 
@@ -69,9 +69,10 @@ def scan_steps(problem: train.Problem, inputs, state: train.RunState, data: trai
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(problem: train.Problem, n_steps: int):
+def _compiled(problem: train.Problem, n_steps: int, options: tuple = ()):
     one = functools.partial(scan_steps, problem, n_steps=n_steps)
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)), donate_argnums=(1,))
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)), donate_argnums=(1,),
+                   compiler_options=dict(options))
 
 
 def advance_logged(engine, state: train.RunState, n_steps: int, float64_loss: bool = False):
@@ -89,7 +90,8 @@ def advance_logged(engine, state: train.RunState, n_steps: int, float64_loss: bo
         problem = dataclasses.replace(problem, model=Float64Logits(problem.model))
         ctx = jax.enable_x64(True)
     with ctx:
-        state, (losses, norms) = _compiled(problem, n_steps)(engine.inputs, state,
-                                                             engine.run_data)
+        options = tuple(sorted(sweep.compiler_options(engine.mesh.devices.flat).items()))
+        state, (losses, norms) = _compiled(problem, n_steps, options)(engine.inputs, state,
+                                                                      engine.run_data)
         losses, norms = jax.device_get((losses, norms))
     return (state, np.asarray(losses)[: engine.n_runs], np.asarray(norms)[: engine.n_runs])

@@ -27,6 +27,16 @@ from jgrok.optim import make_optimizer
 
 EVAL_ROWS = 2048
 
+#: XLA:CPU's choice of the ops its YNNPACK back-end runs, for the engine's CPU functions: dots
+#: only. Its default in jaxlib 0.10.2 is dots and reductions, and its reductions over the rows
+#: of a batch (the LayerNorm and bias gradients) take ~1.7 ms where XLA's own fused ones take a
+#: few tenths (jax.profiler, the paper's transformer, one core); dots only measured 1.07-1.11x
+#: the transformer's run-steps/s at R=32 and left the MLP's unchanged (results/benchmarks/).
+#: Only float rounding changes (tests/test_sweep.py); another jaxlib without the option gets
+#: its own default (`cpu_compiler_options`).
+CPU_COMPILER_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type",
+                         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"),)
+
 
 @dataclasses.dataclass
 class Engine:
@@ -59,6 +69,28 @@ def run_mesh(devices=None, n_runs: Optional[int] = None) -> Mesh:
         if n_runs is not None and jax.process_count() == 1:
             devices = devices[:max(n_runs, 1)]
     return Mesh(np.array(list(devices)), ("runs",))
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_compiler_options() -> tuple:
+    """`CPU_COMPILER_OPTIONS` where this jaxlib's XLA:CPU accepts them (tried once on a tiny
+    function), else none: the options are experimental and may be renamed or dropped."""
+    cpu = jax.local_devices(backend="cpu")[0]
+    try:
+        jax.jit(lambda x: (x @ x).sum(0), compiler_options=dict(CPU_COMPILER_OPTIONS)).lower(
+            jax.device_put(jnp.ones((4, 4), jnp.float32), cpu)).compile()
+    except (jax.errors.JaxRuntimeError, ValueError, TypeError):
+        return ()
+    return CPU_COMPILER_OPTIONS
+
+
+def compiler_options(devices) -> dict:
+    """XLA options for functions that run on `devices`: `cpu_compiler_options` where all are
+    CPUs, else none."""
+    devices = list(devices)
+    if devices and all(d.platform == "cpu" for d in devices):
+        return dict(cpu_compiler_options())
+    return {}
 
 
 def default_wave(devices) -> int:
@@ -161,14 +193,15 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows
     mesh = Mesh(np.array(devices), ("runs",))
     runs = NamedSharding(mesh, P("runs"))
     sample = jnp.zeros((1,) + input_shape, input_dtype)
+    options = compiler_options(devices)
     init = jax.jit(jax.vmap(functools.partial(train.init_run, problem, sample)),
-                   out_shardings=runs)
+                   out_shardings=runs, compiler_options=options)
     if wave <= 0:
         advance = jax.jit(
             jax.vmap(functools.partial(train.train_steps, problem), in_axes=(None, 0, 0, None)),
-            donate_argnums=(1,), out_shardings=runs)
+            donate_argnums=(1,), out_shardings=runs, compiler_options=options)
         evaluate = jax.jit(jax.vmap(functools.partial(train.evaluate, problem),
-                                    in_axes=(None, None, 0, 0)))
+                                    in_axes=(None, None, 0, 0)), compiler_options=options)
         return problem, init, advance, evaluate
 
     def advance_local(inputs, state, data, n):
@@ -182,10 +215,11 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows
     # each device maps over its own slice of the run axis
     advance = jax.jit(jax.shard_map(advance_local, mesh=mesh,
                                     in_specs=(P(), P("runs"), P("runs"), P()),
-                                    out_specs=P("runs")), donate_argnums=(1,))
+                                    out_specs=P("runs")), donate_argnums=(1,),
+                      compiler_options=options)
     evaluate = jax.jit(jax.shard_map(evaluate_local, mesh=mesh,
                                      in_specs=(P(), P(), P("runs"), P("runs")),
-                                     out_specs=P("runs")))
+                                     out_specs=P("runs")), compiler_options=options)
     return problem, init, advance, evaluate
 
 
