@@ -26,3 +26,34 @@ def dataset_for(cfg):
     from jgrok.data.split import dataset_from_task
 
     return dataset_from_task(make_task(cfg.task.op, cfg.task.p))
+
+
+def short_training_cfg(kind):
+    """40 AdamW steps of a 2-layer transformer or an MLP on addition mod 11, batch 64 (larger
+    than the vocabulary, so the models' table shortcuts are taken): for comparing two ways of
+    computing the same training."""
+    from jgrok.config import (ExperimentConfig, ModelConfig, SweepConfig, TaskConfig,
+                              TrainConfig)
+
+    return ExperimentConfig(
+        task=TaskConfig(op="add", p=11),
+        model=ModelConfig(kind=kind, n_layers=2, d_model=32, n_heads=4, mlp_width=64),
+        train=TrainConfig(steps=40, eval_every=10, batch_size=64),
+        sweep=SweepConfig(seeds=(0, 1), fractions=(0.6,)))
+
+
+def assert_same_training(got, want):
+    """Two `train_sweep` results (metrics table, final state) agree to float32 rounding:
+    metrics and parameters within rtol 1e-4 / atol 1e-5; the metrics really vary."""
+    import jax
+    import numpy as np
+
+    from jgrok import train
+
+    (df1, s1), (df0, s0) = got, want
+    metrics = list(train.METRIC_NAMES)
+    assert df0[metrics].to_numpy().std() > 0
+    np.testing.assert_allclose(df1[metrics].to_numpy(), df0[metrics].to_numpy(), rtol=1e-4,
+                               atol=1e-5)
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

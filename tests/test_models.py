@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import dataset_for
+from conftest import assert_same_training, dataset_for, short_training_cfg
 
 from jgrok import sweep, train
 from jgrok.config import ExperimentConfig, ModelConfig, SweepConfig, TaskConfig, TrainConfig
@@ -79,23 +79,13 @@ def test_shortcuts_give_the_plain_outputs_with_the_same_parameters(name, cfg, p,
 def test_training_with_shortcuts_matches_the_plain_computation(kind):
     """A few dozen AdamW steps (batch 64 > vocab 13, so the table path is taken) and the
     evaluations: metrics and final parameters agree to float32 rounding."""
-    cfg = ExperimentConfig(
-        task=TaskConfig(op="add", p=11),
-        model=ModelConfig(kind=kind, n_layers=2, d_model=32, n_heads=4, mlp_width=64),
-        train=TrainConfig(steps=40, eval_every=10, batch_size=64),
-        sweep=SweepConfig(seeds=(0, 1), fractions=(0.6,)))
+    cfg = short_training_cfg(kind)
     ds = dataset_for(cfg)
     out = {}
     for sc in (False, True):
         c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, shortcuts=sc))
         out[sc] = sweep.train_sweep(c, ds)
-    (df0, s0), (df1, s1) = out[False], out[True]
-    metrics = list(train.METRIC_NAMES)
-    assert df0[metrics].to_numpy().std() > 0
-    np.testing.assert_allclose(df1[metrics].to_numpy(), df0[metrics].to_numpy(), rtol=1e-4,
-                               atol=1e-5)
-    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert_same_training(out[True], out[False])
 
 
 def test_compute_settings_are_validated():

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import dataset_for
+from conftest import assert_same_training, dataset_for, short_training_cfg
 
 from jgrok import sweep, train
 from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
@@ -197,11 +197,7 @@ def test_cpu_compiler_options_take_effect_and_change_only_float_rounding(kind):
     (LayerNorm, whose gradients are such reductions) or of the MLP match XLA's default
     compilation to float32 rounding (measured: metrics within 2e-6 for both, parameters within
     5e-6 for the transformer and 5e-8 for the MLP)."""
-    cfg = ExperimentConfig(
-        task=TaskConfig(op="add", p=11),
-        model=ModelConfig(kind=kind, n_layers=2, d_model=32, n_heads=4, mlp_width=64),
-        train=TrainConfig(steps=40, eval_every=10, batch_size=64),
-        sweep=SweepConfig(seeds=(0, 1), fractions=(0.6,)))
+    cfg = short_training_cfg(kind)
     ds = dataset_for(cfg)
     found = {}
     options = sweep.compiler_options
@@ -218,9 +214,4 @@ def test_cpu_compiler_options_take_effect_and_change_only_float_rounding(kind):
     assert found[False][0] == 0
     if kind == "transformer":
         assert found[True][0] > 0  # what the option takes away
-    (df1, s1), (df0, s0) = found[False][1], found[True][1]
-    assert df0[METRICS].to_numpy().std() > 0
-    np.testing.assert_allclose(df1[METRICS].to_numpy(), df0[METRICS].to_numpy(), rtol=1e-4,
-                               atol=1e-5)
-    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert_same_training(found[False][1], found[True][1])
