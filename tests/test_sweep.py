@@ -190,14 +190,13 @@ def _ynn_reductions(engine) -> int:
 
 @pytest.mark.skipif(not sweep.cpu_compiler_options(),
                     reason="this jaxlib's XLA:CPU has no such option")
-@pytest.mark.parametrize("kind", ["transformer", "mlp"])
-def test_cpu_compiler_options_take_effect_and_change_only_float_rounding(kind):
+def test_cpu_compiler_options_take_effect_and_change_only_float_rounding():
     """On CPU the engine keeps XLA's YNNPACK back-end to dots (`CPU_COMPILER_OPTIONS`): the
-    compiled step has none of its reductions, and 40 steps of the paper's 2-layer transformer
-    (LayerNorm, whose gradients are such reductions) or of the MLP match XLA's default
-    compilation to float32 rounding (measured: metrics within 2e-6 for both, parameters within
-    5e-6 for the transformer and 5e-8 for the MLP)."""
-    cfg = short_training_cfg(kind)
+    compiled step has none of its reductions (XLA's default has some), and 40 steps of a 2-layer
+    transformer (LayerNorm and dense layers, whose gradients are such reductions) match XLA's
+    default compilation to float32 rounding (measured: metrics within 2e-6, parameters within
+    5e-6; the MLP, checked the same way once: 1e-6 and 5e-8)."""
+    cfg = short_training_cfg("transformer")
     ds = dataset_for(cfg)
     found = {}
     options = sweep.compiler_options
@@ -211,7 +210,5 @@ def test_cpu_compiler_options_take_effect_and_change_only_float_rounding(kind):
     finally:
         sweep.compiler_options = options
         sweep._compiled.cache_clear()
-    assert found[False][0] == 0
-    if kind == "transformer":
-        assert found[True][0] > 0  # what the option takes away
+    assert found[False][0] == 0 < found[True][0]  # what the option takes away
     assert_same_training(found[False][1], found[True][1])
