@@ -30,8 +30,9 @@ EVAL_ROWS = 2048
 #: XLA:CPU's choice of the ops its YNNPACK back-end runs, for the engine's CPU functions: dots
 #: only. Its default in jaxlib 0.10.2 is dots and reductions, and its reductions over the rows
 #: of a batch (the LayerNorm and bias gradients) take ~1.7 ms where XLA's own fused ones take a
-#: few tenths (jax.profiler, the paper's transformer, one core); dots only measured 1.07-1.11x
-#: the transformer's run-steps/s at R=32 and left the MLP's unchanged (results/benchmarks/).
+#: few tenths (jax.profiler, the paper's transformer, one core); dots only measured 1.05-1.11x
+#: the transformer's run-steps/s at R=32 and left the MLP's unchanged within noise
+#: (benchmarks/bench_xla_options.py, results/benchmarks/README.md).
 #: Only float rounding changes (tests/test_sweep.py); another jaxlib without the option gets
 #: its own default (`cpu_compiler_options`).
 CPU_COMPILER_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type",
