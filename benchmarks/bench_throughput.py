@@ -38,7 +38,6 @@ several jitted square f32 matmuls (256-2048).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import os
@@ -134,9 +133,10 @@ def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
                             sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(FRACTION,)))
 
 
-def time_engine(cfg, dataset, steps: int, wave, devices=None) -> dict:
-    """Compile (AOT) and time `steps` steps of advance for the engine's runs."""
-    eng = sweep.build_engine(cfg, dataset, wave=wave, devices=devices)
+def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None) -> dict:
+    """Compile (AOT) and time `steps` steps of advance for the engine's runs (`xla_options` as
+    in `sweep.build_engine`)."""
+    eng = sweep.build_engine(cfg, dataset, wave=wave, devices=devices, xla_options=xla_options)
     state = sweep.init_state(eng)
     args = (eng.inputs, state, eng.run_data, jnp.int32(1))
     t = time.perf_counter()
@@ -162,19 +162,6 @@ def time_engine(cfg, dataset, steps: int, wave, devices=None) -> dict:
     eval_s = time.perf_counter() - t
     return dict(seconds=dt, rate=eng.n_runs * steps / dt, compile_s=compile_s, mem=mem,
                 eval_s=eval_s, n=eng.n_runs)
-
-
-@contextlib.contextmanager
-def xla_cpu_defaults():
-    """Engines built inside are compiled with XLA:CPU's defaults, not the engine's options."""
-    saved = sweep.compiler_options
-    sweep.compiler_options = lambda devices: {}
-    sweep._compiled.cache_clear()
-    try:
-        yield
-    finally:
-        sweep.compiler_options = saved
-        sweep._compiled.cache_clear()
 
 
 def sampler_cost(dataset, s: dict, runs: int, reps: int = 10) -> float:
@@ -347,10 +334,8 @@ def main():
                     chunk = (0 if mode == "vmap" else int(mode[4:]) if mode.startswith("wave")
                              else None)
                     one = mode in ("map1", "plain1")
-                    with (xla_cpu_defaults() if mode == "xladefault"
-                          else contextlib.nullcontext()):
-                        m = time_engine(cfg, ds, steps, chunk,
-                                        jax.devices()[:1] if one else None)
+                    m = time_engine(cfg, ds, steps, chunk, jax.devices()[:1] if one else None,
+                                    xla_options=() if mode == "xladefault" else None)
                     label = f"{mode} (1 of {jax.device_count()} devices)" if one else mode
                 base.setdefault(mode, m["rate"] if r == rs[0] == 1 else None)
                 r1 = base.get(mode)

@@ -29,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_throughput import (cpu_name, experiment, finish, flops_per_run_step,  # noqa: E402
-                              load, model_settings, xla_cpu_defaults)
+                              load, model_settings)
 from jgrok import cli, sweep  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
@@ -82,11 +82,10 @@ def main():
         ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
         steps = args.steps or (4 if kind == "transformer" else 20)
         cfg = experiment(kind, s, args.runs)
-        with xla_cpu_defaults():
-            eng = sweep.build_engine(cfg, ds)
-            state = sweep.init_state(eng)
-            lowered = eng.advance.lower(eng.inputs, state, eng.run_data, jnp.int32(1))
-            default_text = lowered.compile().as_text()
+        eng = sweep.build_engine(cfg, ds, xla_options=())  # XLA's defaults
+        state = sweep.init_state(eng)
+        lowered = eng.advance.lower(eng.inputs, state, eng.run_data, jnp.int32(1))
+        default_text = lowered.compile().as_text()
         compiled = {v: lowered.compile(compiler_options={OPTION: option_value(v)})
                     for v in variants}
         states = {v: compiled[v](eng.inputs, copy(state), eng.run_data, jnp.int32(steps))

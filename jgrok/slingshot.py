@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgrok import sweep, train
+from jgrok import train
 
 __all__ = ["Float64Logits", "scan_steps", "advance_logged"]
 
@@ -90,8 +90,7 @@ def advance_logged(engine, state: train.RunState, n_steps: int, float64_loss: bo
         problem = dataclasses.replace(problem, model=Float64Logits(problem.model))
         ctx = jax.enable_x64(True)
     with ctx:
-        options = tuple(sorted(sweep.compiler_options(engine.mesh.devices.flat).items()))
-        state, (losses, norms) = _compiled(problem, n_steps, options)(engine.inputs, state,
-                                                                      engine.run_data)
+        state, (losses, norms) = _compiled(problem, n_steps, engine.xla_options)(
+            engine.inputs, state, engine.run_data)
         losses, norms = jax.device_get((losses, norms))
     return (state, np.asarray(losses)[: engine.n_runs], np.asarray(norms)[: engine.n_runs])

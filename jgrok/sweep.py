@@ -57,6 +57,7 @@ class Engine:
     advance: Callable
     evaluate: Callable
     wave: int = 0  # runs per wave on each device (0: all in one vmap)
+    xla_options: tuple = ()  # XLA compiler options of the functions, (name, value) pairs
 
     def shard_runs(self, tree):
         return jax.device_put(tree, NamedSharding(self.mesh, P("runs")))
@@ -85,13 +86,13 @@ def cpu_compiler_options() -> tuple:
     return CPU_COMPILER_OPTIONS
 
 
-def compiler_options(devices) -> dict:
-    """XLA options for functions that run on `devices`: `cpu_compiler_options` where all are
-    CPUs, else none."""
+def compiler_options(devices) -> tuple:
+    """XLA options, (name, value) pairs, for functions that run on `devices`:
+    `cpu_compiler_options` where all are CPUs, else none."""
     devices = list(devices)
     if devices and all(d.platform == "cpu" for d in devices):
-        return dict(cpu_compiler_options())
-    return {}
+        return cpu_compiler_options()
+    return ()
 
 
 def default_wave(devices) -> int:
@@ -103,12 +104,15 @@ def default_wave(devices) -> int:
 
 
 def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
-                 wave: Optional[int] = None, memory_limit: Optional[int] = None) -> Engine:
+                 wave: Optional[int] = None, memory_limit: Optional[int] = None,
+                 xla_options: Optional[tuple] = None) -> Engine:
     """`wave`: runs vectorized together per device, a *wave* (0: all, one `vmap`; None:
     the platform's default, `default_wave`). If a device cannot hold that many runs'
     temporaries, the wave is made as large as fits (`jgrok.memory.plan_wave`), and a grid whose
     states alone do not fit is refused (ConfigError). `memory_limit`: bytes per device to plan
-    for, instead of the device's own limit. Waves change speed and memory only, not results."""
+    for, instead of the device's own limit. Waves change speed and memory only, not results.
+    `xla_options`: XLA compiler options of the engine's functions, (name, value) pairs (None:
+    `compiler_options` of the devices; (): XLA's own defaults); they change float rounding."""
     cfg.validate()
     grid = cfg.sweep.grid()
     n_runs = len(grid)
@@ -131,6 +135,9 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
            min(EVAL_ROWS, dataset.size), tuple(mesh.devices.flat),
            tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
+    if xla_options is None:
+        xla_options = compiler_options(mesh.devices.flat)
+    key += (tuple(xla_options),)
     preferred = default_wave(mesh.devices.flat) if wave is None else int(wave)
     compiled = _compiled(*key, preferred)
     planned = _plan_wave(compiled[0], preferred, mesh, n_padded // n_dev, dataset,
@@ -146,7 +153,8 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     targets = jax.device_put(jnp.asarray(dataset.targets), repl)
     return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
                   mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
-                  init=init, advance=advance_fn, evaluate=evaluate_fn, wave=planned)
+                  init=init, advance=advance_fn, evaluate=evaluate_fn, wave=planned,
+                  xla_options=tuple(xla_options))
 
 
 def _plan_wave(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int,
@@ -181,7 +189,7 @@ def _run_bytes(problem: train.Problem, with_temp: bool, data_shapes: tuple,
 
 @functools.lru_cache(maxsize=32)
 def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows, devices,
-              input_shape, input_dtype, wave=0):
+              input_shape, input_dtype, xla_options, wave=0):
     """The problem and its jitted batched functions, shared by engines with the same settings
     (so a second sweep of the same shape, or a resumed one, does not compile again)."""
     model = build_model(model_cfg, n_classes)
@@ -194,7 +202,7 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows
     mesh = Mesh(np.array(devices), ("runs",))
     runs = NamedSharding(mesh, P("runs"))
     sample = jnp.zeros((1,) + input_shape, input_dtype)
-    options = compiler_options(devices)
+    options = dict(xla_options)
     init = jax.jit(jax.vmap(functools.partial(train.init_run, problem, sample)),
                    out_shardings=runs, compiler_options=options)
     if wave <= 0:
@@ -366,10 +374,11 @@ def _late_eval(engine, late, on_eval):
 
 
 def train_sweep(cfg: ExperimentConfig, dataset: Dataset, devices=None,
-                wave: Optional[int] = None) -> tuple[pd.DataFrame, train.RunState]:
+                wave: Optional[int] = None, xla_options: Optional[tuple] = None
+                ) -> tuple[pd.DataFrame, train.RunState]:
     """Train every run of the grid in memory, no files: returns (metrics table, final state).
-    `wave` as in `build_engine`."""
-    engine = build_engine(cfg, dataset, devices, wave=wave)
+    `wave` and `xla_options` as in `build_engine`."""
+    engine = build_engine(cfg, dataset, devices, wave=wave, xla_options=xla_options)
     rows: list = []
     state = init_state(engine)
     state = run_to_step(engine, state, 0, cfg.train.eval_steps(),

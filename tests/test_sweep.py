@@ -177,7 +177,6 @@ def test_a_small_configuration_groks_and_a_tiny_fraction_only_memorizes():
             assert np.isnan(gen) and r.val_acc.max() < 0.2, (run, r.val_acc.max())
 
 
-
 def _ynn_reductions(engine) -> int:
     """Fusions of the compiled advance that YNNPACK runs and whose result is a reduction."""
     state = sweep.init_state(engine)
@@ -199,16 +198,9 @@ def test_cpu_compiler_options_take_effect_and_change_only_float_rounding():
     cfg = short_training_cfg("transformer")
     ds = dataset_for(cfg)
     found = {}
-    options = sweep.compiler_options
-    try:
-        for default in (False, True):
-            if default:  # the engine compiled with XLA:CPU's own defaults
-                sweep.compiler_options = lambda devices: {}
-                sweep._compiled.cache_clear()
-            found[default] = (_ynn_reductions(sweep.build_engine(cfg, ds)),
-                              sweep.train_sweep(cfg, ds))
-    finally:
-        sweep.compiler_options = options
-        sweep._compiled.cache_clear()
+    for default in (False, True):  # (): the engine compiled with XLA:CPU's own defaults
+        xla_options = () if default else None
+        found[default] = (_ynn_reductions(sweep.build_engine(cfg, ds, xla_options=xla_options)),
+                          sweep.train_sweep(cfg, ds, xla_options=xla_options))
     assert found[False][0] == 0 < found[True][0]  # what the option takes away
     assert_same_training(found[False][1], found[True][1])
