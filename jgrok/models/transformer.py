@@ -112,12 +112,16 @@ class Attention(nn.Module):
         Tq positions. Returns (..., Tq, d_model)."""
         tq, t = q.shape[-3], k.shape[-3]
         q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-        w = jnp.einsum("...qhd,...khd->...hqk", q, k)
+        # Scores and weighted values as broadcast products summed over one axis, not einsums:
+        # with T = 4 positions these are tiny batched matmuls per (example, head), for which
+        # XLA:CPU first copies q, k, v and the weights into head-major layout (and back in the
+        # backward pass); written element-wise they fuse in the (..., q, k, h) layout as they are.
+        w = jnp.sum(q[..., :, None, :, :] * k[..., None, :, :, :], axis=-1)  # (..., Tq, T, h)
         if tq > 1:
             allowed = (np.arange(t)[None, :] <= np.arange(t - tq, t)[:, None])
-            w = jnp.where(allowed, w, jnp.finfo(w.dtype).min)
-        w = jax.nn.softmax(w).astype(q.dtype)
-        return self.out(jnp.einsum("...hqk,...khd->...qhd", w, v))
+            w = jnp.where(allowed[:, :, None], w, jnp.finfo(w.dtype).min)
+        w = jax.nn.softmax(w, axis=-2).astype(q.dtype)
+        return self.out(jnp.sum(w[..., None] * v[..., None, :, :, :], axis=-3))
 
 
 class FastBlock(_BlockBase):
