@@ -44,7 +44,11 @@ def short_training_cfg(kind):
 
 def assert_same_training(got, want):
     """Two `train_sweep` results (metrics table, final state) agree to float32 rounding:
-    metrics and parameters within rtol 1e-4 / atol 1e-5; the metrics really vary."""
+    metrics within rtol 1e-4 / atol 1e-5, parameters within rtol 1e-4 / atol 5e-5; the metrics
+    really vary. AdamW turns rounding into parameter differences of up to a few 1e-5 in 40
+    steps (it divides each gradient by its own running scale): measured for the transformer's
+    shortcuts against the plain computation, 1.7e-5 with einsum attention, 1.2e-5 and 2.4e-5
+    with two element-wise forms of it; a wrong gradient moves them by ~lr = 1e-3 a step."""
     import jax
     import numpy as np
 
@@ -56,4 +60,4 @@ def assert_same_training(got, want):
     np.testing.assert_allclose(df1[metrics].to_numpy(), df0[metrics].to_numpy(), rtol=1e-4,
                                atol=1e-5)
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)

@@ -107,21 +107,31 @@ class Attention(nn.Module):
         self.out = nn.DenseGeneral(features=self.d_model, axis=(-2, -1), use_bias=self.use_bias,
                                    dtype=self.dtype)
 
-    def __call__(self, q, k, v):
-        """q (..., Tq, h, hd), k and v (..., T, h, hd); causal with the queries at the last
-        Tq positions. Returns (..., Tq, d_model)."""
-        tq, t = q.shape[-3], k.shape[-3]
+    def __call__(self, q, keys, values):
+        """q (..., Tq, h, hd); `keys` and `values`: sequences of parts (..., T_i, h, hd) that
+        together (concatenated on the position axis) are the T positions attended to; causal
+        with the queries at the last Tq positions. Returns (..., Tq, d_model).
+
+        Scores and weighted values are broadcast products summed over one axis, not einsums:
+        with T = 4 positions they are tiny batched matmuls per (example, head), for which
+        XLA:CPU first copies q, k, v and the weights into head-major layout (and back in the
+        backward pass); written element-wise they fuse in the (..., q, k, h) layout as they
+        are. The parts are taken as they come, so that position 0's keys and values (gathered
+        from the vocabulary's rows) need not be copied into one array with the others'."""
+        tq, t = q.shape[-3], sum(k.shape[-3] for k in keys)
         q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-        # Scores and weighted values as broadcast products summed over one axis, not einsums:
-        # with T = 4 positions these are tiny batched matmuls per (example, head), for which
-        # XLA:CPU first copies q, k, v and the weights into head-major layout (and back in the
-        # backward pass); written element-wise they fuse in the (..., q, k, h) layout as they are.
-        w = jnp.sum(q[..., :, None, :, :] * k[..., None, :, :, :], axis=-1)  # (..., Tq, T, h)
+        w = jnp.concatenate([jnp.sum(q[..., :, None, :, :] * k[..., None, :, :, :], axis=-1)
+                             for k in keys], axis=-2)  # (..., Tq, T, h)
         if tq > 1:
             allowed = (np.arange(t)[None, :] <= np.arange(t - tq, t)[:, None])
             w = jnp.where(allowed[:, :, None], w, jnp.finfo(w.dtype).min)
         w = jax.nn.softmax(w, axis=-2).astype(q.dtype)
-        return self.out(jnp.sum(w[..., None] * v[..., None, :, :, :], axis=-3))
+        out, start = 0, 0
+        for v in values:
+            n = v.shape[-3]
+            out = out + jnp.sum(w[..., start:start + n, :, None] * v[..., None, :, :, :], axis=-3)
+            start += n
+        return self.out(out)
 
 
 class FastBlock(_BlockBase):
@@ -143,7 +153,7 @@ class FastBlock(_BlockBase):
             q = attn.query(x[..., -1:, :] if last_only else x)
             k, v = attn.key(x), attn.value(x)
             x = x[..., -1:, :] if last_only else x
-            return self._after_attention(x + attn(q, k, v)), None
+            return self._after_attention(x + attn(q, (k,), (v,))), None
         t = x.shape[-2]
         tok0, rest = tokens[..., :1], x[..., 1:, :]
         if table is not None:
@@ -157,12 +167,11 @@ class FastBlock(_BlockBase):
             q0, k0, v0 = attn.query(first), attn.key(first), attn.value(first)
             q = attn.query(rest[..., -1:, :] if last_only else rest)
             k, v = attn.key(rest), attn.value(rest)
-        k = jnp.concatenate([k0[tok0], k], axis=-3)
-        v = jnp.concatenate([v0[tok0], v], axis=-3)
+        k, v = (k0[tok0], k), (v0[tok0], v)  # position 0's, then positions 1..T-1's
         if last_only:
             return self._after_attention(x[..., -1:, :] + attn(q, k, v)), None
         # one pass after the attention for the V rows of position 0 and the rows of 1..T-1
-        first = first + attn(q0[:, None], k0[:, None], v0[:, None])[:, 0]
+        first = first + attn(q0[:, None], (k0[:, None],), (v0[:, None],))[:, 0]
         rest = rest + attn(q, k, v)
         d, n = first.shape[-1], first.shape[0]
         both = self._after_attention(jnp.concatenate([first, rest.reshape(-1, d)]))
