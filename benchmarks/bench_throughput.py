@@ -32,7 +32,11 @@ temporaries - aliased (donated) bytes), divided by R. FLOPs per run-step are ana
 FLOPs (incl. attention, x3 for forward + backward), counted for the computation each mode
 actually executes (`flops_per_run_step(..., shortcuts=...)`: the shortcuts skip ~40% of the
 transformer's and ~45% of the MLP's), and are compared with a measured peak: the best of
-several jitted square f32 matmuls (256-2048).
+several jitted square f32 matmuls, on one device and on every device at once. This machine's
+speed drifts (20% and more between minutes), so each jgrok mode is timed in `--reps` calls,
+each right after its own peak measurement; a row gives the median rate and the median of the
+calls' shares of the peak beside them. PyTorch's arrangements (separate processes) are compared
+with the peak measured at start.
 """
 
 from __future__ import annotations
@@ -112,18 +116,29 @@ def flops_per_run_step(kind: str, s: dict, vocab: int, shortcuts: bool = False) 
 
 
 def matmul_peak(sizes=(256, 512, 1024, 2048), reps: int = 5) -> float:
-    """Best FLOP/s of jitted square f32 matmuls over `sizes` (best of `reps` each)."""
+    """Best FLOP/s of jitted square f32 matmuls over `sizes` (best of `reps` each), in two
+    arrangements: one matmul on the default device (XLA:CPU's intra-op threads on every core),
+    and, with several devices, one matmul on every device at once (the engine's arrangement);
+    the best of all."""
     rates = []
+    devices = jax.devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ("d",))
+    every = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
     for n in sizes:
         a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-        f = jax.jit(lambda x: x @ x)
-        f(a).block_until_ready()
-        best = float("inf")
-        for _ in range(max(reps, 2 * 2048 // n)):
-            t = time.perf_counter()
-            f(a).block_until_ready()
-            best = min(best, time.perf_counter() - t)
-        rates.append(2 * n**3 / best)
+        cases = [(jax.jit(lambda x: x @ x), a, 1)]
+        if len(devices) > 1:
+            stacked = jax.device_put(jnp.stack([a] * len(devices)), every)
+            cases.append((jax.jit(jax.vmap(lambda x: x @ x), out_shardings=every), stacked,
+                          len(devices)))
+        for f, x, copies in cases:
+            f(x).block_until_ready()
+            best = float("inf")
+            for _ in range(max(reps, 2 * 2048 // n)):
+                t = time.perf_counter()
+                f(x).block_until_ready()
+                best = min(best, time.perf_counter() - t)
+            rates.append(copies * 2 * n**3 / best)
     return max(rates)
 
 
@@ -133,9 +148,13 @@ def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
                             sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(FRACTION,)))
 
 
-def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None) -> dict:
+def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None, reps: int = 1,
+                peak_sizes=None) -> dict:
     """Compile (AOT) and time `steps` steps of advance for the engine's runs (`xla_options` as
-    in `sweep.build_engine`)."""
+    in `sweep.build_engine`), `reps` timed calls after a warm-up call; `rate` is their median.
+    With `peak_sizes`, `matmul_peak(peak_sizes)` is measured just before every timed call
+    (`peaks`, one per call), so that each call's share of the peak is taken at the same
+    moment: this shared machine's speed drifts by 20% and more within minutes."""
     eng = sweep.build_engine(cfg, dataset, wave=wave, devices=devices, xla_options=xla_options)
     state = sweep.init_state(eng)
     args = (eng.inputs, state, eng.run_data, jnp.int32(1))
@@ -151,17 +170,23 @@ def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None) 
         pass
     state = compiled(eng.inputs, state, eng.run_data, jnp.int32(1))  # warm-up
     jax.block_until_ready(state)
-    t = time.perf_counter()
-    state = compiled(eng.inputs, state, eng.run_data, jnp.int32(steps))
-    jax.block_until_ready(state)
-    dt = time.perf_counter() - t
+    rates, peaks, seconds = [], [], 0.0
+    for _ in range(reps):
+        if peak_sizes:
+            peaks.append(matmul_peak(peak_sizes, reps=2))
+        t = time.perf_counter()
+        state = compiled(eng.inputs, state, eng.run_data, jnp.int32(steps))
+        jax.block_until_ready(state)
+        dt = time.perf_counter() - t
+        seconds += dt
+        rates.append(eng.n_runs * steps / dt)
     # evaluation cost (one call, after a warm-up call)
     jax.block_until_ready(eng.evaluate(eng.inputs, eng.targets, state.params, eng.run_data))
     t = time.perf_counter()
     jax.block_until_ready(eng.evaluate(eng.inputs, eng.targets, state.params, eng.run_data))
     eval_s = time.perf_counter() - t
-    return dict(seconds=dt, rate=eng.n_runs * steps / dt, compile_s=compile_s, mem=mem,
-                eval_s=eval_s, n=eng.n_runs)
+    return dict(seconds=seconds, rate=float(np.median(rates)), rates=rates, peaks=peaks,
+                compile_s=compile_s, mem=mem, eval_s=eval_s, n=eng.n_runs)
 
 
 def sampler_cost(dataset, s: dict, runs: int, reps: int = 10) -> float:
@@ -228,6 +253,9 @@ def main():
     ap.add_argument("--cpu_devices", type=int, default=0,
                     help="CPU devices (0: one per core, the entry points' default; "
                          "jgrok.cli.use_cpu_cores); modes ending in 1 use only the first")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="timed calls per jgrok mode, each after a peak measurement (median; "
+                         "default 3, --quick 1; seq: 1)")
     ap.add_argument("--out", default="", help="also write the Markdown here")
     args = ap.parse_args()
     cli.use_cpu_cores(args.cpu_devices)  # before JAX starts its backends
@@ -241,6 +269,8 @@ def main():
         lines.append(line)
 
     peak = matmul_peak((128, 256) if args.quick else (256, 512, 1024, 2048))
+    peak_sizes = (128, 256) if args.quick else (1024, 2048)  # the sizes that give the best
+    reps = args.reps or (1 if args.quick else 3)
     emit(f"# jgrok throughput ({datetime.datetime.now():%Y-%m-%d %H:%M})")
     emit()
     emit(f"- command: `python {' '.join(sys.argv)}`")
@@ -251,8 +281,10 @@ def main():
     emit(f"- load average at start: {load()} (the CPU is shared with other jobs: numbers are "
          f"noisy)")
     emit(f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`")
-    emit(f"- measured f32 matmul peak (best jitted square matmul): {peak / 1e9:.1f} "
-         f"GFLOP/s")
+    emit(f"- measured f32 matmul peak at start (best jitted square matmul, 256-2048, on one "
+         f"device and on every device at once): {peak / 1e9:.1f} GFLOP/s; the jgrok rows' "
+         f"'% of peak' uses instead the peak measured just before each of their {reps} timed "
+         f"calls ({'/'.join(map(str, peak_sizes))}), the median of the calls' ratios")
     emit()
     for kind in args.models.split(","):
         s = model_settings(kind, args.quick)
@@ -296,7 +328,8 @@ def main():
             emit(f"PyTorch arrangements, {tsteps} timed steps per run after 3 warm-up steps "
                  f"(wall s includes start-up and, with torch.compile, compilation):")
             emit()
-            emit("| PyTorch arrangement | run-steps/s | GFLOP/s | % of peak | wall s | load |")
+            emit("| PyTorch arrangement | run-steps/s | GFLOP/s | % of start peak | wall s | "
+                 "load |")
             emit("|---|---|---|---|---|---|")
             for name, (rate, wall, ld) in arrangements.items():
                 emit(f"| {name}{' (best)' if name == best_name else ''} | {rate:.2f} | "
@@ -307,9 +340,10 @@ def main():
         else:
             emit("PyTorch baseline: skipped (torch not installed)")
         emit()
-        emit("| mode | R | run-steps/s | vs same mode R=1 | vs PyTorch | GFLOP/s | % of peak "
-             "| compile s | MiB/run | eval ms/run | load |")
-        emit("|---|---|---|---|---|---|---|---|---|---|---|")
+        emit(f"| mode | R | run-steps/s (median of {reps}) | calls | vs same mode R=1 | "
+             "vs PyTorch | GFLOP/s | % of peak | peak beside | compile s | MiB/run | "
+             "eval ms/run | load |")
+        emit("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         base = {}
         for mode in modes:
             for r in rs:
@@ -325,7 +359,8 @@ def main():
                         m = time_engine(one, ds, steps, None)
                         tot += m["seconds"]
                         comp, mem, ev = max(comp, m["compile_s"]), m["mem"], m["eval_s"]
-                    m = dict(rate=n_time * steps / tot, compile_s=comp, mem=mem, eval_s=ev, n=1)
+                    m = dict(rate=n_time * steps / tot, rates=[n_time * steps / tot], peaks=[],
+                             compile_s=comp, mem=mem, eval_s=ev, n=1)
                     label = f"seq ({n_time} timed)" if n_time < r else "seq"
                 else:
                     if mode.startswith("plain"):
@@ -335,17 +370,27 @@ def main():
                              else None)
                     one = mode in ("map1", "plain1")
                     m = time_engine(cfg, ds, steps, chunk, jax.devices()[:1] if one else None,
-                                    xla_options=() if mode == "xladefault" else None)
+                                    xla_options=() if mode == "xladefault" else None,
+                                    reps=reps, peak_sizes=peak_sizes)
                     label = f"{mode} (1 of {jax.device_count()} devices)" if one else mode
                 base.setdefault(mode, m["rate"] if r == rs[0] == 1 else None)
                 r1 = base.get(mode)
                 rel = f"{m['rate'] / r1:.2f}x" if r1 else "-"
                 vs = f"{m['rate'] / best:.2f}x" if best else "skipped"
-                gf = m["rate"] * (fl_plain if mode.startswith("plain") else fl_fast)
+                fl = fl_plain if mode.startswith("plain") else fl_fast
+                gf = m["rate"] * fl
+                if m["peaks"]:
+                    share = float(np.median([x * fl / pk for x, pk in zip(m["rates"],
+                                                                          m["peaks"])]))
+                    beside = f"{np.median(m['peaks']) / 1e9:.1f}"
+                else:  # seq: no peak beside its calls
+                    share, beside = gf / peak, "start"
                 mem_run = None if m["mem"] is None else m["mem"] / max(m["n"], 1)
-                emit(f"| {label} | {r} | {m['rate']:.2f} | {rel} | {vs} | {gf / 1e9:.1f} | "
-                     f"{100 * gf / peak:.0f}% | {m['compile_s']:.1f} | {fmt_mem(mem_run)} | "
-                     f"{1e3 * m['eval_s'] / max(m['n'], 1):.1f} | {load()} |")
+                calls = ", ".join(f"{x:.1f}" for x in m["rates"])
+                emit(f"| {label} | {r} | {m['rate']:.2f} | {calls} | {rel} | {vs} | "
+                     f"{gf / 1e9:.1f} | {100 * share:.0f}% | {beside} | {m['compile_s']:.1f} | "
+                     f"{fmt_mem(mem_run)} | {1e3 * m['eval_s'] / max(m['n'], 1):.1f} | "
+                     f"{load()} |")
         smp = sampler_cost(ds, s, max(rs))
         emit()
         emit(f"Batch sampler alone (uniform over {ds.size} rows + top_k {s['batch']}), "
