@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jgrok.models import linear
+
 
 def to_out(logits, dtype):
     """Outputs (logits) leave a model in float32 when it computes in a lower precision
@@ -53,7 +55,7 @@ class PairDense(nn.Module):
         if table is None:
             ta, tb = kernel[:n_in], kernel[n_in:]
         else:
-            ta, tb = table @ kernel[:n_in], table @ kernel[n_in:]
+            ta, tb = linear.matmul(table, kernel[:n_in]), linear.matmul(table, kernel[n_in:])
         h = ta[x_tok] + tb[y_tok]
         return h if bias is None else h + bias
 
@@ -84,10 +86,10 @@ class OperandMLP(nn.Module):
             h = act(PairDense(self.width, self.use_bias, self.dtype, name="hidden_0")(
                 table, n_in, x_tok, y_tok))
             for i in range(1, self.depth):
-                h = act(nn.Dense(self.width, use_bias=self.use_bias, dtype=self.dtype,
-                                 name=f"hidden_{i}")(h))
-            return to_out(nn.Dense(self.vocab_size, use_bias=self.use_bias, dtype=self.dtype,
-                                   name="unembed")(h), self.dtype)
+                h = act(linear.Dense(self.width, use_bias=self.use_bias, dtype=self.dtype,
+                                     name=f"hidden_{i}")(h))
+            return to_out(linear.Dense(self.vocab_size, use_bias=self.use_bias,
+                                       dtype=self.dtype, name="unembed")(h), self.dtype)
         if self.input_mode == "onehot":
             h = jnp.concatenate([jax.nn.one_hot(x_tok, self.vocab_size),
                                  jax.nn.one_hot(y_tok, self.vocab_size)], axis=-1)
@@ -95,10 +97,10 @@ class OperandMLP(nn.Module):
             emb = nn.Embed(self.vocab_size, self.d_embed, dtype=self.dtype, name="embed")
             h = jnp.concatenate([emb(x_tok), emb(y_tok)], axis=-1)
         for i in range(self.depth):
-            h = act(nn.Dense(self.width, use_bias=self.use_bias, dtype=self.dtype,
-                             name=f"hidden_{i}")(h))
-        return to_out(nn.Dense(self.vocab_size, use_bias=self.use_bias, dtype=self.dtype,
-                               name="unembed")(h), self.dtype)
+            h = act(linear.Dense(self.width, use_bias=self.use_bias, dtype=self.dtype,
+                                 name=f"hidden_{i}")(h))
+        return to_out(linear.Dense(self.vocab_size, use_bias=self.use_bias, dtype=self.dtype,
+                                   name="unembed")(h), self.dtype)
 
 
 class DenseMLP(nn.Module):
@@ -115,14 +117,14 @@ class DenseMLP(nn.Module):
 
     def _dense(self, features: int, fan_in: int, name: str) -> nn.Dense:
         if self.weight_init == "default":
-            return nn.Dense(features, dtype=self.dtype, name=name)
+            return linear.Dense(features, dtype=self.dtype, name=name)
         bound = 1.0 / math.sqrt(fan_in)
 
         def uniform(key, shape, dtype=jnp.float32):
             return jax.random.uniform(key, shape, dtype, -bound, bound)
 
-        return nn.Dense(features, kernel_init=uniform, bias_init=uniform, dtype=self.dtype,
-                        name=name)
+        return linear.Dense(features, kernel_init=uniform, bias_init=uniform, dtype=self.dtype,
+                            name=name)
 
     @nn.compact
     def __call__(self, x):

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgrok.models import linear
 from jgrok.models.mlp import to_out
 
 
@@ -66,9 +67,9 @@ class _BlockBase(nn.Module):
         """Called from the subclass's compact `__call__` (the submodules belong to it)."""
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="attn_norm")(x)
-        h = nn.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in")(x)
-        x = x + nn.Dense(self.d_model, use_bias=self.use_bias, dtype=self.dtype,
-                         name="ffn_out")(nn.relu(h))
+        h = linear.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in")(x)
+        x = x + linear.Dense(self.d_model, use_bias=self.use_bias, dtype=self.dtype,
+                             name="ffn_out")(nn.relu(h))
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="ffn_norm")(x)
         return x
@@ -101,11 +102,11 @@ class Attention(nn.Module):
         hd = self.d_model // self.n_heads
         dense = dict(features=(self.n_heads, hd), axis=-1, use_bias=self.use_bias,
                      dtype=self.dtype)
-        self.query = nn.DenseGeneral(**dense)
-        self.key = nn.DenseGeneral(**dense)
-        self.value = nn.DenseGeneral(**dense)
-        self.out = nn.DenseGeneral(features=self.d_model, axis=(-2, -1), use_bias=self.use_bias,
-                                   dtype=self.dtype)
+        self.query = linear.DenseGeneral(**dense)
+        self.key = linear.DenseGeneral(**dense)
+        self.value = linear.DenseGeneral(**dense)
+        self.out = linear.DenseGeneral(features=self.d_model, axis=(-2, -1),
+                                       use_bias=self.use_bias, dtype=self.dtype)
 
     def __call__(self, q, keys, values):
         """q (..., Tq, h, hd); `keys` and `values`: sequences of parts (..., T_i, h, hd) that
@@ -222,6 +223,6 @@ class Transformer(nn.Module):
                     x, tokens if by_token else None, first, table if i == 0 else None,
                     last_only=i == self.n_layers - 1)
             last = x[..., -1, :]
-        logits = nn.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
-                          name="unembed")(last)
+        logits = linear.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
+                              name="unembed")(last)
         return to_out(logits, self.dtype)
