@@ -30,7 +30,7 @@ EVAL_ROWS = 2048
 #: XLA:CPU's choice of the ops its YNNPACK back-end runs, for the engine's CPU functions: dots
 #: only. Its default in jaxlib 0.10.2 is dots and reductions, and its reductions over the rows
 #: of a batch (the LayerNorm and bias gradients) take ~1.7 ms where XLA's own fused ones take a
-#: few tenths (jax.profiler, the paper's transformer, one core); dots only measured 1.05-1.11x
+#: few tenths (jax.profiler, the paper's transformer, one device); dots only measured 1.05-1.11x
 #: the transformer's run-steps/s at R=32 and left the MLP's unchanged within noise
 #: (benchmarks/bench_xla_options.py, results/benchmarks/README.md).
 #: Only float rounding changes (tests/test_sweep.py); another jaxlib without the option gets
@@ -135,9 +135,9 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
            min(EVAL_ROWS, dataset.size), tuple(mesh.devices.flat),
            tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
-    if xla_options is None:
-        xla_options = compiler_options(mesh.devices.flat)
-    key += (tuple(xla_options),)
+    xla_options = tuple(compiler_options(mesh.devices.flat) if xla_options is None
+                        else xla_options)
+    key += (xla_options,)
     preferred = default_wave(mesh.devices.flat) if wave is None else int(wave)
     compiled = _compiled(*key, preferred)
     planned = _plan_wave(compiled[0], preferred, mesh, n_padded // n_dev, dataset,
@@ -154,7 +154,7 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     return Engine(cfg=cfg, dataset=dataset, grid=grid, n_runs=n_runs, n_padded=n_padded,
                   mesh=mesh, problem=problem, run_data=run_data, inputs=inputs, targets=targets,
                   init=init, advance=advance_fn, evaluate=evaluate_fn, wave=planned,
-                  xla_options=tuple(xla_options))
+                  xla_options=xla_options)
 
 
 def _plan_wave(problem: train.Problem, preferred: int, mesh: Mesh, n_local: int,
