@@ -80,6 +80,17 @@ def global_norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
 
 
+def all_finite(tree) -> jax.Array:
+    """Whether `isfinite(global_norm(tree))`: every value finite and the sum of all squares
+    below float32's overflow. Each leaf's sum of squares is one dot product (`jnp.vdot`, full
+    float32 precision), which XLA:CPU hands to its matmul back-end instead of a separate
+    reduction: the operand MLP 1.034x and 1.033x run-steps/s (interleaved A/B, R = 32, idle
+    2-core Xeon), the transformer 1.000x. Only rounding of the sum differs from the norm's."""
+    sq = [jnp.vdot(x.ravel(), x.ravel(), precision=jax.lax.Precision.HIGHEST)
+          for x in jax.tree.leaves(tree)]
+    return jnp.isfinite(sum(sq[1:], sq[0]))
+
+
 def last_layer_norm(params) -> jax.Array:
     return optax.tree.norm(params["unembed"])
 
@@ -127,7 +138,7 @@ def train_step(problem: Problem, inputs, state: RunState, data: RunData):
     params = optax.apply_updates(state.params, updates)
     if problem.constant_norm:
         params = rescale_to_norm(params, state.params)
-    bad = ~jnp.isfinite(loss) | ~jnp.isfinite(optax.tree.norm(params))
+    bad = ~jnp.isfinite(loss) | ~all_finite(params)
     newly = bad & ~state.diverged
     keep = state.diverged | bad
     new = RunState(params=params, opt_state=opt_state, step=state.step + 1, key=state.key,

@@ -31,7 +31,7 @@ from conftest import ROOT, dataset_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jgrok import checkpoint, cli, rundir, sweep
+from jgrok import checkpoint, cli, rundir, sweep, train
 from jgrok import tables
 from jgrok.config import (ExperimentConfig, ModelConfig, OptimConfig, SweepConfig, TaskConfig,
                           TrainConfig)
@@ -381,6 +381,22 @@ def test_a_diverging_run_is_marked_frozen_and_leaves_the_others_alone(full):
     good = with_bad[with_bad.lr == 1e-3].drop(columns="run").reset_index(drop=True)
     assert (good.diverged == 0).all() and (good.diverged_step == -1).all()
     pd.testing.assert_frame_equal(good, alone.drop(columns="run"), check_exact=True)
+
+
+@pytest.mark.parametrize("value, finite", [(0.0, True), (1e19, True), (-1e19, True),
+                                            (2e19, False), (np.inf, False), (-np.inf, False),
+                                            (np.nan, False)],
+                         ids=["zero", "1e19", "-1e19", "square-overflows", "inf", "-inf", "nan"])
+def test_the_divergence_check_is_the_global_norms_finiteness(value, finite):
+    """`train.all_finite` (the step's divergence check) agrees with isfinite(global norm):
+    a non-finite value anywhere, or a sum of squares past float32's range (2e19^2 > 3.4e38)."""
+    tree = {"a": np.full((3, 4), 0.5, np.float32),
+            "b": {"c": np.array([1.0, value, 2.0], np.float32), "d": np.ones((), np.float32)}}
+    assert bool(train.all_finite(tree)) is finite
+    assert bool(np.isfinite(train.global_norm(tree))) is finite
+    many = {"a": np.full((1000,), 1.9e18, np.float32), "b": np.ones((2, 2), np.float32)}
+    assert not bool(train.all_finite(many))  # each square fits, their sum does not
+    assert not bool(np.isfinite(train.global_norm(many)))
 
 
 def test_diverged_weights_stop_changing():
