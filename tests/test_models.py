@@ -206,6 +206,16 @@ def test_linear_matmul_and_its_gradient_match_lax_dot_general(dtype):
     for g, e in zip(jax.grad(loss(linear.matmul), (0, 1))(x, w),
                     jax.grad(loss(lambda a, b: a @ b), (0, 1))(x, w)):
         np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(e, np.float32), **tol)
+    # the kernel gradient's two forms (narrow kernels take the second on CPU, the first
+    # elsewhere) agree, and the rule sends the read-out-like shapes to the second
+    x, g = jnp.asarray(r.normal(size=(9, 6)), dtype), jnp.asarray(r.normal(size=(9, 2)), dtype)
+    for p in (None, jax.lax.Precision.HIGHEST):
+        np.testing.assert_allclose(
+            np.asarray(linear._kernel_grad_from_g_transposed(x, g, p), np.float32),
+            np.asarray(linear._kernel_grad(x, g, p), np.float32), **tol)
+    assert linear._is_narrow(256, 25) and linear._is_narrow(512, 128)
+    assert not (linear._is_narrow(256, 256) or linear._is_narrow(784, 200)
+                or linear._is_narrow(25, 256))
     # a contraction that is not a dense layer's goes to lax.dot_general unchanged
     a, b = jnp.ones((4, 3), dtype), jnp.ones((4, 5), dtype)
     dims = (((0,), (0,)), ((), ()))
