@@ -33,7 +33,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import torch_baseline  # noqa: E402
-from bench_throughput import cpu_name, finish, load  # noqa: E402
+from bench_throughput import Report, cpu_name, load  # noqa: E402
 
 COMMAND = ["--op=x2_plus_y2", "--p=97", "--seeds=32", "--fractions=0.5", "--nocompilation_cache",
            "--nofigures"]
@@ -66,13 +66,7 @@ def main():
     s1, s2 = (int(s) for s in args.steps.split(","))
     if not 0 < s1 < s2:
         raise SystemExit(f"--steps={args.steps}: give S1,S2 with 0 < S1 < S2")
-    lines = []
-
-    def emit(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
-    t_start = time.perf_counter()
+    emit = Report()
     emit(f"# User-level throughput: phase_diagram.py at two step counts "
          f"({datetime.datetime.now():%Y-%m-%d %H:%M})")
     emit()
@@ -122,7 +116,7 @@ def main():
     else:
         emit("PyTorch: skipped (torch not installed)")
     emit()
-    finish(emit, lines, t_start, args.out)
+    emit.finish(args.out)
 
 
 if __name__ == "__main__":

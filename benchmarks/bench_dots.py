@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
 
-from bench_throughput import (cpu_name, experiment, finish, flops_per_run_step,  # noqa: E402
+from bench_throughput import (Report, cpu_name, experiment, flops_per_run_step,  # noqa: E402
                               load, matmul_peak, model_settings, time_engine)
 from jgrok import cli, sweep  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
@@ -132,13 +132,7 @@ def main():
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     cli.use_cpu_cores(0)  # before JAX starts its backends: one CPU device per core
-    t_start = time.perf_counter()
-    lines = []
-
-    def emit(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
+    emit = Report()
     emit(f"# The matmuls of jgrok's training step, timed alone ({time.strftime('%Y-%m-%d %H:%M')})")
     emit()
     emit(f"- command: `python {' '.join(sys.argv)}`")
@@ -198,7 +192,7 @@ def main():
     for kind, share, frac, ceiling in summary:
         emit(f"| {kind} | {100 * share:.0f}% | {100 * frac:.0f}% | {100 * ceiling:.0f}% |")
     emit()
-    finish(emit, lines, t_start, args.out)
+    emit.finish(args.out)
 
 
 if __name__ == "__main__":

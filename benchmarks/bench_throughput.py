@@ -212,13 +212,26 @@ def load() -> str:
         return "n/a"
 
 
-def finish(emit, lines: list, t_start: float, out: str) -> None:
-    """The closing line (load, wall time); the Markdown also into `out` if given."""
-    emit(f"load average at end: {load()}; wall time {time.perf_counter() - t_start:.0f} s")
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+class Report:
+    """A benchmark's Markdown: each line printed as it comes (`report(line)`) and kept, and
+    `finish` closes it with the load and wall time since the report began, also writing it
+    into `out` if given."""
+
+    def __init__(self):
+        self.lines: list = []
+        self.t_start = time.perf_counter()
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def finish(self, out: str) -> None:
+        self(f"load average at end: {load()}; wall time "
+             f"{time.perf_counter() - self.t_start:.0f} s")
+        if out:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            with open(out, "w") as f:
+                f.write("\n".join(self.lines) + "\n")
 
 
 def cpu_name() -> str:
@@ -259,15 +272,9 @@ def main():
     ap.add_argument("--out", default="", help="also write the Markdown here")
     args = ap.parse_args()
     cli.use_cpu_cores(args.cpu_devices)  # before JAX starts its backends
-    t_start = time.perf_counter()
+    emit = Report()
     rs = [int(r) for r in (args.rs or ("1,4" if args.quick else "1,8,32")).split(",")]
     modes = args.modes.split(",")
-    lines = []
-
-    def emit(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
     peak = matmul_peak((128, 256) if args.quick else (256, 512, 1024, 2048))
     peak_sizes = (128, 256) if args.quick else (1024, 2048)  # the sizes that give the best
     reps = args.reps or (1 if args.quick else 3)
@@ -396,7 +403,7 @@ def main():
         emit(f"Batch sampler alone (uniform over {ds.size} rows + top_k {s['batch']}), "
              f"R={max(rs)}: {1e3 * smp:.3f} ms per run-step.")
         emit()
-    finish(emit, lines, t_start, args.out)
+    emit.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_throughput import (cpu_name, experiment, finish, flops_per_run_step,  # noqa: E402
+from bench_throughput import (Report, cpu_name, experiment, flops_per_run_step,  # noqa: E402
                               load, model_settings)
 from jgrok import cli, sweep  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
@@ -56,14 +56,8 @@ def main():
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     cli.use_cpu_cores(0)  # before JAX starts its backends: one CPU device per core
-    t_start = time.perf_counter()
+    emit = Report()
     variants = args.variants.split(",")
-    lines = []
-
-    def emit(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
     emit(f"# XLA:CPU YNNPACK fusion types on jgrok's training step "
          f"({time.strftime('%Y-%m-%d %H:%M')})")
     emit()
@@ -115,7 +109,7 @@ def main():
     emit()
     emit(f"{args.reps} timed calls per variant, taken in turn. GFLOP/s: executed matmul FLOPs "
          f"(`flops_per_run_step`, shortcuts on).")
-    finish(emit, lines, t_start, args.out)
+    emit.finish(args.out)
 
 
 if __name__ == "__main__":
