@@ -40,15 +40,17 @@ COMMAND = ["--op=x2_plus_y2", "--p=97", "--seeds=32", "--fractions=0.5", "--noco
 RUNS = 32
 
 
-def time_cli(steps: int, cpu_devices: int, out: str) -> float:
-    """Wall seconds of one phase_diagram.py process (fails loudly if it fails)."""
-    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+def time_cli(flags: list, out: str, platforms: str = "cpu") -> float:
+    """Wall seconds of one `phase_diagram.py <flags> --out=out` process (fails loudly if it
+    fails), on JAX's `platforms` (the environment's JAX_PLATFORMS wins; "": JAX's choice)."""
+    env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
+    if platforms and "JAX_PLATFORMS" not in env:
+        env["JAX_PLATFORMS"] = platforms
     shutil.rmtree(out, ignore_errors=True)  # a fresh run directory each time
     t = time.perf_counter()
     r = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "phase_diagram.py"),
-                        *COMMAND, f"--steps={steps}", f"--cpu_devices={cpu_devices}",
-                        f"--out={out}"], capture_output=True, text=True, env=env)
+                        *flags, f"--out={out}"], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"phase_diagram.py failed (exit {r.returncode}): {r.stderr[-2000:]}")
@@ -78,7 +80,8 @@ def main():
     emit()
     rows = []
     for layout in (int(x) for x in args.layouts.split(",")):
-        walls = [time_cli(s, layout, os.path.join(args.work, f"d{layout}_s{s}"))
+        walls = [time_cli([*COMMAND, f"--steps={s}", f"--cpu_devices={layout}"],
+                          os.path.join(args.work, f"d{layout}_s{s}"))
                  for s in (s1, s2)]
         rate = RUNS * (s2 - s1) / (walls[1] - walls[0])
         rows.append((layout, walls, rate, load()))

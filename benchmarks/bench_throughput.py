@@ -149,9 +149,11 @@ def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
 
 
 def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None, reps: int = 1,
-                peak_sizes=None) -> dict:
+                peak_sizes=None, target_s: float = 0.0) -> dict:
     """Compile (AOT) and time `steps` steps of advance for the engine's runs (`xla_options` as
     in `sweep.build_engine`), `reps` timed calls after a warm-up call; `rate` is their median.
+    With `target_s`, `steps` is only a first probe: the timed calls take as many steps as make
+    one call last about `target_s` seconds (`steps` in the result).
     With `peak_sizes`, `matmul_peak(peak_sizes)` is measured just before every timed call
     (`peaks`, one per call), so that each call's share of the peak is taken at the same
     moment: this shared machine's speed drifts by 20% and more within minutes."""
@@ -170,6 +172,11 @@ def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None, 
         pass
     state = compiled(eng.inputs, state, eng.run_data, jnp.int32(1))  # warm-up
     jax.block_until_ready(state)
+    if target_s:
+        t = time.perf_counter()
+        state = compiled(eng.inputs, state, eng.run_data, jnp.int32(steps))
+        jax.block_until_ready(state)
+        steps = max(1, int(steps * target_s / (time.perf_counter() - t)))
     rates, peaks, seconds = [], [], 0.0
     for _ in range(reps):
         if peak_sizes:
@@ -186,7 +193,8 @@ def time_engine(cfg, dataset, steps: int, wave, devices=None, xla_options=None, 
     jax.block_until_ready(eng.evaluate(eng.inputs, eng.targets, state.params, eng.run_data))
     eval_s = time.perf_counter() - t
     return dict(seconds=seconds, rate=float(np.median(rates)), rates=rates, peaks=peaks,
-                compile_s=compile_s, mem=mem, eval_s=eval_s, n=eng.n_runs)
+                compile_s=compile_s, mem=mem, eval_s=eval_s, n=eng.n_runs, steps=steps,
+                wave=eng.wave)
 
 
 def sampler_cost(dataset, s: dict, runs: int, reps: int = 10) -> float:

@@ -9,7 +9,9 @@ Same batch size and AdamW(lr 1e-3, betas (0.9, 0.98), weight decay 1). Each step
 without replacement from the run's training rows, as jgrok does. Arrangements: one process
 with 1 or 2 intra-op threads (`run_steps_per_s`), N single-threaded processes side by side
 with their rates summed (`parallel_run_steps_per_s`, process-per-core), either with
-`torch.compile` (`compile=True`).
+`torch.compile` (`compile=True`). `device="cuda"` trains on the GPU instead (the processes
+side by side then share it; TF32 stays off, PyTorch's default: full float32 matmuls, as
+jgrok's default `matmul_precision="highest"`).
 
     python benchmarks/torch_baseline.py --model=mlp --steps=200
 """
@@ -99,23 +101,24 @@ def make_model(kind: str, vocab: int):
 
 def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fraction: float,
               batch: int, steps: int, seed: int = 0, warmup: int = 3, compile: bool = False,
-              barrier=None) -> float:
+              barrier=None, device: str = "cpu") -> float:
     """Train one run for `warmup` + `steps` steps; returns the seconds of the `steps` steps.
     `compile`: the model goes through `torch.compile` (its compilation happens in the warm-up
-    steps). `barrier`: wait on it after the warm-up (processes started side by side)."""
+    steps). `barrier`: wait on it after the warm-up (processes started side by side).
+    `device`: where the model, the data and the batch sampling live ("cpu", "cuda")."""
     torch.manual_seed(seed)
-    model = make_model(kind, vocab)
+    model = make_model(kind, vocab).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0)
     fwd = torch.compile(model) if compile else model
-    x_all = torch.from_numpy(np.asarray(inputs, np.int64))
-    y_all = torch.from_numpy(np.asarray(targets, np.int64))
-    g = torch.Generator().manual_seed(seed)
+    x_all = torch.from_numpy(np.asarray(inputs, np.int64)).to(device)
+    y_all = torch.from_numpy(np.asarray(targets, np.int64)).to(device)
+    g = torch.Generator(device=device).manual_seed(seed)
     n_train = int(round(fraction * len(x_all)))
-    train_rows = torch.randperm(len(x_all), generator=g)[:n_train]
+    train_rows = torch.randperm(len(x_all), generator=g, device=device)[:n_train]
     b = min(batch, n_train)
 
     def step():
-        idx = train_rows[torch.randperm(n_train, generator=g)[:b]]
+        idx = train_rows[torch.randperm(n_train, generator=g, device=device)[:b]]
         loss = F.cross_entropy(fwd(x_all[idx]), y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -123,7 +126,8 @@ def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fr
         return loss
 
     for _ in range(warmup):
-        step()
+        loss = step()
+    float(loss.detach())  # waits for the device
     if barrier is not None:
         barrier.wait()
     t = time.perf_counter()
@@ -134,28 +138,30 @@ def train_one(kind: str, inputs: np.ndarray, targets: np.ndarray, vocab: int, fr
 
 
 def run_steps_per_s(kind: str, inputs, targets, vocab: int, fraction: float, batch: int,
-                    steps: int, runs: int = 1, threads: int = 2, compile: bool = False) -> float:
+                    steps: int, runs: int = 1, threads: int = 2, compile: bool = False,
+                    device: str = "cpu") -> float:
     """Run-steps/s of `runs` runs trained one after another (`threads` intra-op threads)."""
     torch.set_num_threads(threads)
     total = sum(train_one(kind, inputs, targets, vocab, fraction, batch, steps, seed=r,
-                          compile=compile)
+                          compile=compile, device=device)
                 for r in range(runs))
     return runs * steps / total
 
 
 def _worker(args):
     """One process of `parallel_run_steps_per_s`: single-threaded, one run."""
-    kind, inputs, targets, vocab, fraction, batch, steps, seed, compile, barrier = args
+    kind, inputs, targets, vocab, fraction, batch, steps, seed, compile, barrier, device = args
     torch.set_num_threads(1)
     return steps / train_one(kind, inputs, targets, vocab, fraction, batch, steps, seed=seed,
-                             compile=compile, barrier=barrier)
+                             compile=compile, barrier=barrier, device=device)
 
 
 def parallel_run_steps_per_s(kind: str, inputs, targets, vocab: int, fraction: float,
                              batch: int, steps: int, procs: int = 2,
-                             compile: bool = False) -> float:
+                             compile: bool = False, device: str = "cpu") -> float:
     """Run-steps/s of `procs` single-threaded processes, one run each, started side by side
-    (after their warm-ups, together at a barrier) and summed: process-per-core."""
+    (after their warm-ups, together at a barrier) and summed: process-per-core (on "cuda":
+    that many processes sharing the GPU)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -163,7 +169,7 @@ def parallel_run_steps_per_s(kind: str, inputs, targets, vocab: int, fraction: f
         barrier = manager.Barrier(procs)
         with ctx.Pool(procs) as pool:
             rates = pool.map(_worker, [(kind, np.asarray(inputs), np.asarray(targets), vocab,
-                                        fraction, batch, steps, r, compile, barrier)
+                                        fraction, batch, steps, r, compile, barrier, device)
                                        for r in range(procs)])
     return float(sum(rates))
 
