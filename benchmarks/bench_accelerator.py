@@ -282,9 +282,12 @@ def main():
     ap.add_argument("--torch_steps", type=int, default=200)
     ap.add_argument("--cli_extra_s", type=float, default=20)
     ap.add_argument("--work", default="/tmp/jgrok_bench_accel", help="scratch run directories")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run only the jobs "
+                    "whose label contains one (e.g. 'precision,bfloat16,mlp'; peaks always run)")
     ap.add_argument("--out", default="", help="also write the Markdown here")
     args = ap.parse_args()
     bench = Bench(args)
+    only = [w for w in args.only.split(",") if w]
 
     def save():
         text = "\n".join(bench.render()) + "\n"
@@ -295,6 +298,8 @@ def main():
         return text
 
     for label, need, job in bench.jobs():
+        if only and label != "peaks" and not any(w in label for w in only):
+            continue
         if bench.left() < need:
             bench.skipped.append(f"{label} ({bench.left():.0f} s of the budget left, about "
                                  f"{need:.0f} s needed)")

@@ -12,6 +12,7 @@ AdamW turns rounding into parameter differences of a few 1e-5 in 40 steps).
 against `lax.dot_general` and JAX's own gradient of it."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,38 @@ def test_bfloat16_computation_keeps_float32_state_and_float32_logits():
         {"params": params}, x)
     # bfloat16 has an 8-bit mantissa: close, not equal
     assert 0 < float(jnp.abs(out - ref).max()) < 0.1
+
+
+def _scatter_result_types(f, *args) -> list:
+    """Element types of the scatters (e.g. a gather's gradient) in `f`'s lowered program."""
+    text = jax.jit(f).lower(*args).as_text()
+    return re.findall(r"stablehlo\.scatter.*?\) -> tensor<[0-9x]*x?([a-z0-9]+)>", text, re.S)
+
+
+@pytest.mark.parametrize("name", ["power 2-layer post-LN", "embed", "onehot quadratic"])
+def test_bfloat16_gathers_sum_their_gradients_in_float32(name):
+    """In bfloat16 the shortcuts' gathers of vocabulary rows (and the embeddings') scatter-add
+    their gradients in float32 (`linear.take_rows`): no scatter of the gradient is bfloat16,
+    and the forward values are those of bfloat16 gathers."""
+    cfg = {**TRANSFORMERS, **MLPS}[name]
+    vocab, p = 25, 23
+    x = _tokens(p, 64)  # more rows than vocabulary entries: the shortcuts gather
+    y = jnp.asarray(np.random.default_rng(1).integers(0, vocab, 64), jnp.int32)
+    model = build_model(dataclasses.replace(cfg, compute_dtype="bfloat16"), vocab)
+    params = model.init(jax.random.PRNGKey(0), x)["params"]
+
+    def loss(prm, x, y):
+        logits = model.apply({"params": prm}, x)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+
+    types = _scatter_result_types(jax.grad(loss), params, x, y)
+    assert types and "bf16" not in types, types
+    # same forward values as gathering the bfloat16 table itself
+    t = jnp.asarray(np.random.default_rng(2).normal(size=(7, 3)), jnp.bfloat16)
+    i = jnp.asarray([0, 6, 6, 2], jnp.int32)
+    assert linear.take_rows(t, i).dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(linear.take_rows(t, i), np.float32),
+                                  np.asarray(t[i], np.float32))
 
 
 def test_a_small_configuration_still_groks_in_bfloat16():

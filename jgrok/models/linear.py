@@ -20,6 +20,10 @@ each): the operand MLP 1.064x, the transformer 1.027x, MNIST 1.002x (without the
 bound, which keeps MNIST's 784 -> 200 on the plain dot: 0.970x). Other platforms keep the plain
 dot (`lax.platform_dependent`).
 
+`take_rows(table, index)` is `table[index]` for the gathers of small tables (the vocabulary's
+rows): in bfloat16 it gathers from a float32 copy, so that the backward pass's scatter-add of
+many batch rows into few table rows accumulates in float32.
+
 `dot_general` adapts it to Flax's `Dense`/`DenseGeneral` (`dot_general=` argument): their
 contraction of the input's trailing axes with the kernel's leading axes, flattened to one
 matmul; any other contraction is left to `jax.lax.dot_general`.
@@ -32,6 +36,7 @@ import math
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 _ROWS = (((1,), (0,)), ((), ()))  # (M, K) x (K, N): contract K
@@ -109,6 +114,26 @@ def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_t
     k = math.prod(rhs.shape[:n])
     out = matmul(lhs.reshape(-1, k), rhs.reshape(k, -1), precision)
     return out.reshape(lhs.shape[:lhs.ndim - n] + rhs.shape[n:])
+
+
+def take_rows(table, index):
+    """`table[index]` (any NumPy index). For a dtype narrower than float32 (bfloat16) the rows
+    are gathered from the table cast to float32 and cast back: the same values, but the
+    gradient, a scatter-add of every gathered row into the table's few rows (the vocabulary's:
+    hundreds of batch rows into ~100), is summed in float32, not rounded to bfloat16 at every
+    addition. On an H200 the bfloat16 model with bfloat16 scatter-adds trained 13x slower than
+    with TF32 matmuls (results/benchmarks/gpu_h200_precisions_mlp.md)."""
+    if jnp.dtype(table.dtype).itemsize >= 4:
+        return table[index]
+    return table.astype(jnp.float32)[index].astype(table.dtype)
+
+
+def embed_rows(embed: nn.Embed, tokens, dtype):
+    """`embed(tokens)` computed in `dtype` (None: the embedding's own) with `take_rows`'
+    float32 gradient: `embed` is an `nn.Embed` left in its parameters' dtype, its rows cast
+    after the gather."""
+    rows = embed(tokens)
+    return rows if dtype is None else rows.astype(dtype)
 
 
 # Flax's dense layers with this matmul (same parameters, names and initializers)

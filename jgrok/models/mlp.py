@@ -56,7 +56,7 @@ class PairDense(nn.Module):
             ta, tb = kernel[:n_in], kernel[n_in:]
         else:
             ta, tb = linear.matmul(table, kernel[:n_in]), linear.matmul(table, kernel[n_in:])
-        h = ta[x_tok] + tb[y_tok]
+        h = linear.take_rows(ta, x_tok) + linear.take_rows(tb, y_tok)
         return h if bias is None else h + bias
 
 
@@ -81,8 +81,9 @@ class OperandMLP(nn.Module):
             if self.input_mode == "onehot":
                 table, n_in = None, self.vocab_size
             else:
-                emb = nn.Embed(self.vocab_size, self.d_embed, dtype=self.dtype, name="embed")
-                table, n_in = emb(jnp.arange(self.vocab_size)), self.d_embed
+                emb = nn.Embed(self.vocab_size, self.d_embed, name="embed")
+                table = linear.embed_rows(emb, jnp.arange(self.vocab_size), self.dtype)
+                n_in = self.d_embed
             h = act(PairDense(self.width, self.use_bias, self.dtype, name="hidden_0")(
                 table, n_in, x_tok, y_tok))
             for i in range(1, self.depth):
@@ -94,8 +95,9 @@ class OperandMLP(nn.Module):
             h = jnp.concatenate([jax.nn.one_hot(x_tok, self.vocab_size),
                                  jax.nn.one_hot(y_tok, self.vocab_size)], axis=-1)
         else:
-            emb = nn.Embed(self.vocab_size, self.d_embed, dtype=self.dtype, name="embed")
-            h = jnp.concatenate([emb(x_tok), emb(y_tok)], axis=-1)
+            emb = nn.Embed(self.vocab_size, self.d_embed, name="embed")
+            h = jnp.concatenate([linear.embed_rows(emb, x_tok, self.dtype),
+                                 linear.embed_rows(emb, y_tok, self.dtype)], axis=-1)
         for i in range(self.depth):
             h = act(linear.Dense(self.width, use_bias=self.use_bias, dtype=self.dtype,
                                  name=f"hidden_{i}")(h))

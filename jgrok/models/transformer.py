@@ -161,14 +161,14 @@ class FastBlock(_BlockBase):
             qt, kt, vt = attn.query(table), attn.key(table), attn.value(table)
             q0, k0, v0 = qt[:, 0], kt[:, 0], vt[:, 0]
             at = (tokens[..., -1:], t - 1) if last_only else (tokens[..., 1:], jnp.arange(1, t))
-            q = qt[at]
-            k = kt[tokens[..., 1:], jnp.arange(1, t)]
-            v = vt[tokens[..., 1:], jnp.arange(1, t)]
+            q = linear.take_rows(qt, at)
+            k = linear.take_rows(kt, (tokens[..., 1:], jnp.arange(1, t)))
+            v = linear.take_rows(vt, (tokens[..., 1:], jnp.arange(1, t)))
         else:
             q0, k0, v0 = attn.query(first), attn.key(first), attn.value(first)
             q = attn.query(rest[..., -1:, :] if last_only else rest)
             k, v = attn.key(rest), attn.value(rest)
-        k, v = (k0[tok0], k), (v0[tok0], v)  # position 0's, then positions 1..T-1's
+        k, v = (linear.take_rows(k0, tok0), k), (linear.take_rows(v0, tok0), v)  # position 0's, then positions 1..T-1's
         if last_only:
             return self._after_attention(x[..., -1:, :] + attn(q, k, v)), None
         # one pass after the attention for the V rows of position 0 and the rows of 1..T-1
@@ -177,7 +177,7 @@ class FastBlock(_BlockBase):
         d, n = first.shape[-1], first.shape[0]
         both = self._after_attention(jnp.concatenate([first, rest.reshape(-1, d)]))
         first, rest = both[:n], both[n:].reshape(rest.shape)
-        return jnp.concatenate([first[tok0], rest], axis=-2), first
+        return jnp.concatenate([linear.take_rows(first, tok0), rest], axis=-2), first
 
 
 class Transformer(nn.Module):
@@ -196,7 +196,8 @@ class Transformer(nn.Module):
     @nn.compact
     def __call__(self, tokens):
         """tokens: (..., T) int -> logits (..., vocab) at the last position."""
-        embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, name="embed")
+        # gathered in float32, cast after (`linear.embed_rows`)
+        embed = nn.Embed(self.vocab_size, self.d_model, name="embed")
         if self.positions == "learned":
             pe = self.param("pos_embed", nn.initializers.normal(0.02),
                             (self.max_len, self.d_model))
@@ -204,7 +205,7 @@ class Transformer(nn.Module):
             pe = jnp.asarray(sinusoidal_positions(self.max_len, self.d_model))
         t = tokens.shape[-1]
         pe = pe[:t] if self.dtype is None else pe[:t].astype(self.dtype)
-        x = embed(tokens) + pe
+        x = linear.embed_rows(embed, tokens, self.dtype) + pe
         args = (self.d_model, self.n_heads, self.d_ff, self.use_bias, self.layer_norm,
                 self.dtype)
         if not self.shortcuts:
@@ -215,7 +216,8 @@ class Transformer(nn.Module):
             # table of every (token, position) sum, when it is smaller than the batch's rows
             rows = math.prod(tokens.shape[:-1])
             by_token = self.vocab_size < rows and t > 1
-            table = embed(jnp.arange(self.vocab_size))[:, None, :] + pe[None] if by_token \
+            table = (linear.embed_rows(embed, jnp.arange(self.vocab_size), self.dtype)[:, None, :]
+                     + pe[None]) if by_token \
                 else None  # (V, T, d)
             first = table[:, 0] if by_token else None
             for i in range(self.n_layers):
