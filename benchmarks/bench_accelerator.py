@@ -5,24 +5,28 @@ time measured end to end instead of projected. Not a test.
     python benchmarks/bench_accelerator.py --out=results/benchmarks/gpu_h200.md
     python benchmarks/bench_accelerator.py --quick      # smoke test (tiny sizes, any backend)
 
-Sections, in this order, each skipped (and said so) once `--budget_s` is spent:
+Jobs, run most wanted first, each skipped (and listed as skipped) when less of `--budget_s`
+is left than it needs; `--only` picks jobs by label; the report is written after every job:
 
   peaks      the best jitted square matmul per dtype and precision: float32 at 'highest' (full
              float32), float32 at 'default' (TF32 on NVIDIA GPUs, bf16 passes on TPUs),
              bfloat16; each jgrok row's '% of peak' uses the peak of its own precision
-  engine     `sweep.advance` of the Power et al. transformer (p = 97, batch 512, fraction 0.5;
-             `bench_throughput.model_settings`) at R runs, with the engine's default layout
-             (all runs in one `vmap` on an accelerator), each call timed for about `--call_s`
-             seconds after an AOT compile and a warm-up; then the full 9 fractions x 32 seeds
-             grid of `--preset=power`; then `matmul_precision` 'default' and `compute_dtype`
-             bfloat16 at R = 288; then the operand MLP
+  engine     `sweep.advance` with the engine's default layout (all runs in one `vmap` on an
+             accelerator), each call timed for about `--call_s` seconds after an AOT compile and
+             a warm-up: the Power et al. transformer (p = 97, batch 512, fraction 0.5;
+             `bench_throughput.model_settings`) at `--rs` runs; the full 9 fractions x 32 seeds
+             grid of `--preset=power`, in float32 'highest', then 'default' and bfloat16; the
+             operand MLP at 288 runs
   torch      benchmarks/torch_baseline.py on the same device: one process training its runs one
              after another, and N processes side by side on the one device, one run each, their
-             rates summed; with time left, torch.compile. Every ratio is against the best.
+             rates summed; last, torch.compile. Every ratio is against the best.
   cli        the user-level checks: `phase_diagram.py` timed as whole processes at two step
              counts (the difference: run-steps/s without start-up or compilation), for the
-             issue's command (`--p=97 --seeds=32 --fractions=0.5`) and for the paper-size
-             diagram (`--seeds=32`, 9 fractions); from the latter the hours of its 1e5 steps
+             paper-size diagram (`--seeds=32`, 9 fractions; from it the hours of its 1e5 steps)
+             and for the issue's command (`--p=97 --seeds=32 --fractions=0.5`)
+
+Order: peaks, transformer engine at `--rs`, the diagram, PyTorch transformer, CLI diagram,
+'default' and bfloat16, CLI fraction 0.5, MLP engine, PyTorch MLP, torch.compile.
 
 The second step count of each CLI pair is picked from the engine's measured rate so that the
 difference lasts about `--cli_extra_s` seconds.
@@ -60,7 +64,9 @@ DIAGRAM_STEPS = 100_000  # --preset=power
 
 
 def matmul_rate(dtype, precision: str, n: int, calls: int = 10, reps: int = 3) -> float:
-    """FLOP/s of the best of `reps` batches of `calls` jitted n x n matmuls."""
+    """FLOP/s of the best of `reps` batches of `calls` jitted n x n matmuls (batches, not
+    `bench_throughput.matmul_peak`'s single calls: an accelerator's calls are dispatched
+    asynchronously, and a batch keeps the device busy between them)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
     f = jax.jit(lambda x: jnp.dot(x, x, precision=precision))
     f(a).block_until_ready()
@@ -150,8 +156,10 @@ class Bench:
         s1 = 20 if q else 200
         extra = self.args.cli_extra_s * engine_rate / n_runs if engine_rate else 1000
         s2 = s1 + max(100, int(round(extra, -2)))
-        model = ([] if not q else [f"--p={self.tr['p']}", "--n_layers=1", "--d_model=32",
-                                   "--n_heads=2", "--d_ff=64", "--batch_size=32"])
+        m = self.tr["model"]  # quick: the same tiny model as the engine rows
+        model = ([] if not q else [f"--p={self.tr['p']}", f"--n_layers={m.n_layers}",
+                                   f"--d_model={m.d_model}", f"--n_heads={m.n_heads}",
+                                   f"--d_ff={m.d_ff}", f"--batch_size={self.tr['batch']}"])
         base = ["--op=x2_plus_y2", *flags, *model, "--nocompilation_cache", "--nofigures"]
         try:
             walls = [time_cli([*base, f"--steps={st}"],

@@ -168,7 +168,8 @@ class FastBlock(_BlockBase):
             q0, k0, v0 = attn.query(first), attn.key(first), attn.value(first)
             q = attn.query(rest[..., -1:, :] if last_only else rest)
             k, v = attn.key(rest), attn.value(rest)
-        k, v = (linear.take_rows(k0, tok0), k), (linear.take_rows(v0, tok0), v)  # position 0's, then positions 1..T-1's
+        # position 0's, then positions 1..T-1's
+        k, v = (linear.take_rows(k0, tok0), k), (linear.take_rows(v0, tok0), v)
         if last_only:
             return self._after_attention(x[..., -1:, :] + attn(q, k, v)), None
         # one pass after the attention for the V rows of position 0 and the rows of 1..T-1
@@ -216,10 +217,11 @@ class Transformer(nn.Module):
             # table of every (token, position) sum, when it is smaller than the batch's rows
             rows = math.prod(tokens.shape[:-1])
             by_token = self.vocab_size < rows and t > 1
-            table = (linear.embed_rows(embed, jnp.arange(self.vocab_size), self.dtype)[:, None, :]
-                     + pe[None]) if by_token \
-                else None  # (V, T, d)
-            first = table[:, 0] if by_token else None
+            table = first = None
+            if by_token:  # (V, T, d)
+                vocab = linear.embed_rows(embed, jnp.arange(self.vocab_size), self.dtype)
+                table = vocab[:, None, :] + pe[None]
+                first = table[:, 0]
             for i in range(self.n_layers):
                 x, first = FastBlock(*args, name=f"block_{i}")(
                     x, tokens if by_token else None, first, table if i == 0 else None,
