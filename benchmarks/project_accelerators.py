@@ -27,9 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
-from bench_throughput import flops_per_run_step, model_settings  # noqa: E402
+from bench_throughput import flops_per_run_step  # noqa: E402
 from jgrok import presets, sweep, tables, train  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402

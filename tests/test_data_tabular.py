@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-from jgrok.data import tabular
 from jgrok.data.tabular import FEATURE_NAMES, ConfigError, load_wine_quality, wine_arrays
 
 HEADER = ";".join(f'"{n}"' for n in (*FEATURE_NAMES, "quality"))

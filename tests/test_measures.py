@@ -13,7 +13,6 @@ import pytest
 from jgrok import presets, slingshot, sweep, train
 from jgrok.analysis import measures as M
 from jgrok.analysis import progress as pm
-from jgrok.config import SweepConfig
 from jgrok.data.algorithmic import make_task
 from jgrok.data.split import dataset_from_task
 from jgrok.errors import ConfigError
