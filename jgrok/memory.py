@@ -68,8 +68,10 @@ def measure_run_bytes(problem: train.Problem, inputs, targets, one_run_data,
     shared = tree_bytes(inp) + tree_bytes(tgt)
     if not with_temp:
         return RunBytes(state=tree_bytes(state) + tree_bytes(data), temp=0, shared=shared)
-    adv = jax.jit(functools.partial(train.train_steps, problem)).lower(
-        inp, state, data, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+    wave_of_one = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + a.shape, a.dtype),
+                               (state, data))
+    adv = jax.jit(functools.partial(train.train_wave, problem)).lower(
+        inp, *wave_of_one, jax.ShapeDtypeStruct((), jnp.int32)).compile()
     ev = jax.jit(functools.partial(train.evaluate, problem)).lower(
         inp, tgt, state.params, data).compile()
     temps = []

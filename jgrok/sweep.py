@@ -215,8 +215,8 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows
         return problem, init, advance, evaluate
 
     def advance_local(inputs, state, data, n):
-        return jax.lax.map(lambda sd: train.train_steps(problem, inputs, sd[0], sd[1], n),
-                           (state, data), batch_size=wave)
+        return map_waves(lambda s, d: train.train_wave(problem, inputs, s, d, n), (state, data),
+                         wave)
 
     def evaluate_local(inputs, targets, params, data):
         return jax.lax.map(lambda pd: train.evaluate(problem, inputs, targets, pd[0], pd[1]),
@@ -231,6 +231,25 @@ def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows
                                      in_specs=(P(), P(), P("runs"), P("runs")),
                                      out_specs=P("runs")), compiler_options=options)
     return problem, init, advance, evaluate
+
+
+def map_waves(f, xs, wave: int):
+    """`f(*wave_of_xs)` over consecutive waves of `wave` entries of the leading axis of the
+    tuple `xs`, one wave after another (`lax.map`), the last one possibly shorter; the
+    results concatenated along that axis. `lax.map(..., batch_size=wave)` with an `f` that
+    takes a wave itself (instead of being vmapped), so that `f` can branch on the whole
+    wave (`train.train_wave`)."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    full = n // wave * wave
+    parts = []
+    if full:
+        waves = jax.tree.map(lambda a: a[:full].reshape((full // wave, wave) + a.shape[1:]), xs)
+        out = jax.lax.map(lambda w: f(*w), waves)
+        parts.append(jax.tree.map(lambda a: a.reshape((full,) + a.shape[2:]), out))
+    if full < n:
+        parts.append(f(*jax.tree.map(lambda a: a[full:], xs)))
+    return parts[0] if len(parts) == 1 else jax.tree.map(
+        lambda *a: jnp.concatenate(a), *parts)
 
 
 def grid_arrays(engine: Engine) -> dict:

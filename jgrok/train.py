@@ -123,8 +123,10 @@ def sample_batch(key, data: RunData, max_batch: int):
     return idx, w
 
 
-def train_step(problem: Problem, inputs, state: RunState, data: RunData):
-    """One optimizer step of one run. Returns (new_state, batch_loss)."""
+def unguarded_step(problem: Problem, inputs, state: RunState, data: RunData):
+    """One optimizer step of one run without the divergence check: the new weights and
+    optimizer state whatever their values, `diverged` left as it was. Returns
+    (new_state, batch_loss)."""
     key = jax.random.fold_in(state.key, state.step)
     idx, w = sample_batch(key, data, problem.max_batch)
     x, y = inputs[idx], data.labels[idx]
@@ -138,16 +140,21 @@ def train_step(problem: Problem, inputs, state: RunState, data: RunData):
     params = optax.apply_updates(state.params, updates)
     if problem.constant_norm:
         params = rescale_to_norm(params, state.params)
-    bad = ~jnp.isfinite(loss) | ~all_finite(params)
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), loss
+
+
+def train_step(problem: Problem, inputs, state: RunState, data: RunData):
+    """One optimizer step of one run. Returns (new_state, batch_loss). A step whose loss or new
+    weights are not finite marks the run diverged at that step; a diverged run is frozen: its
+    weights and optimizer state stay as they were (its step counter goes on)."""
+    new, loss = unguarded_step(problem, inputs, state, data)
+    bad = ~jnp.isfinite(loss) | ~all_finite(new.params)
     newly = bad & ~state.diverged
     keep = state.diverged | bad
-    new = RunState(params=params, opt_state=opt_state, step=state.step + 1, key=state.key,
-                   diverged=keep, diverged_step=jnp.where(newly, state.step + 1,
-                                                          state.diverged_step))
-    # a diverged run is frozen: its weights and optimizer state stay as they were
     frozen = jax.tree.map(lambda a, b: jnp.where(keep, a, b),
                           (state.params, state.opt_state), (new.params, new.opt_state))
-    new = new.replace(params=frozen[0], opt_state=frozen[1])
+    new = new.replace(params=frozen[0], opt_state=frozen[1], diverged=keep,
+                      diverged_step=jnp.where(newly, state.step + 1, state.diverged_step))
     return new, loss
 
 
@@ -158,9 +165,55 @@ def rescale_to_norm(params, reference):
 
 
 def train_steps(problem: Problem, inputs, state: RunState, data: RunData, n_steps):
-    """`n_steps` (may be traced) steps of one run, with the host out of the loop."""
+    """`n_steps` (may be traced) steps of one run, with the host out of the loop: `train_step`
+    in a loop, the divergence check at every step. Works under `jax.vmap`."""
     return jax.lax.fori_loop(0, n_steps, lambda _, s: train_step(problem, inputs, s, data)[0],
                              state)
+
+
+def train_wave(problem: Problem, inputs, states: RunState, data: RunData, n_steps):
+    """`n_steps` steps of a wave of runs: `states` and `data` carry a leading axis of runs,
+    which are trained together under `jax.vmap`. The same results as `train_steps` vmapped
+    over the wave, bit for bit, with the divergence check taken out of the steps: the runs
+    take `unguarded_step`s, keeping only whether every loss was finite; if a run that was
+    healthy had a non-finite loss or ends with non-finite weights, the whole wave is trained
+    again from `states` by `train_steps`, whose result is returned. Otherwise no step would
+    have found anything to freeze, so the unguarded steps were `train_steps`' own. Runs that
+    were already diverged only count their steps.
+
+    The check can wait for the end because of `optax.apply_updates`: a non-finite weight stays
+    non-finite in every later step (NaN + u and inf - inf are NaN, inf + a finite u is inf; the
+    constant-norm rescaling multiplies by a NaN or 0 factor). Done at every step, the check is
+    a pass over the weights and a select over the weights and both Adam moments, which XLA:CPU
+    runs as passes of their own (results/benchmarks/README.md). The conditionals are on the
+    whole wave, outside the `vmap`, so only one of their branches runs."""
+
+    def unguarded(s, d):  # one run; whether all its losses were finite
+        def body(_, carry):
+            s, finite = carry
+            new, loss = unguarded_step(problem, inputs, s, d)
+            return new, finite & jnp.isfinite(loss)
+
+        # all losses finite so far: True at the start (`ones_like`: typed like the run's own
+        # arrays, as `shard_map` requires of a loop's carry)
+        return jax.lax.fori_loop(0, n_steps, body, (s, jnp.ones_like(s.diverged)))
+
+    def frozen(s):
+        return s.replace(step=s.step + n_steps)
+
+    def checked(s):
+        return jax.vmap(lambda s1, d1: train_steps(problem, inputs, s1, d1, n_steps))(s, data)
+
+    def attempt(s):
+        fast, finite = jax.vmap(unguarded)(s, data)
+        healthy = finite & jax.vmap(all_finite)(fast.params)
+        if s.diverged.shape[0] > 1:  # a wave with a diverged run: that run stays as it was
+            fast = jax.tree.map(lambda a, b: jnp.where(
+                s.diverged.reshape(s.diverged.shape + (1,) * (a.ndim - 1)), a, b),
+                frozen(s), fast)
+        return jax.lax.cond(jnp.all(healthy | s.diverged), lambda: fast, lambda: checked(s))
+
+    return jax.lax.cond(jnp.all(states.diverged), frozen, attempt, states)
 
 
 def evaluate(problem: Problem, inputs, targets, params, data: RunData) -> dict:

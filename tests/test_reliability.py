@@ -414,6 +414,38 @@ def test_diverged_weights_stop_changing():
         assert not np.array_equal(a[:2], b[:2])  # the healthy ones train on
 
 
+@pytest.mark.parametrize("wave", [1, 4])
+def test_waves_checked_once_a_call_equal_the_check_at_every_step_bit_for_bit(wave):
+    """`train.train_wave` (the engine's waves: the divergence check once per call, the wave
+    trained again where a run diverged) against `train_steps` vmapped over the same waves
+    (the check at every step): the same states bit for bit, through a call in which runs
+    diverge, then calls with those runs frozen, alone (wave 1) or beside healthy runs
+    (waves of 4 over 6 runs: 4 + 2)."""
+    c = small_cfg(lrs=(1e-3, HUGE_LR, 3e-3))
+    engine = sweep.build_engine(c, dataset_for(c), devices=jax.devices()[:1], wave=0)
+    problem, inputs, data = engine.problem, engine.inputs, engine.run_data
+
+    @jax.jit
+    def checked_after(state, n):
+        return sweep.map_waves(lambda s, d: train.train_wave(problem, inputs, s, d, n),
+                               (state, data), wave)
+
+    @jax.jit
+    def checked_every_step(state, n):
+        return jax.lax.map(lambda sd: train.train_steps(problem, inputs, sd[0], sd[1], n),
+                           (state, data), batch_size=wave)
+
+    got = want = sweep.init_state(engine)
+    for n in (6, 3, 5):
+        got, want = checked_after(got, n), checked_every_step(want, n)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b)
+    div = np.asarray(want.diverged)
+    assert div.tolist() == [False, False, True, True, False, False]  # the HUGE_LR runs
+    assert (np.asarray(want.diverged_step)[div] <= 6).all()  # within the first call
+    assert (np.asarray(want.step) == 14).all()
+
+
 # ------------------------------------------------------------------------------------------
 # 4. Atomic outputs
 # ------------------------------------------------------------------------------------------
