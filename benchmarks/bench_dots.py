@@ -4,11 +4,13 @@ if everything else were free. Not a test.
     python benchmarks/bench_dots.py                          # both models, R = 32
     python benchmarks/bench_dots.py --models=mlp --out=results/benchmarks/dots_mlp.md
 
-For each model it compiles the engine's advance function (`map` layout, one CPU device per
-core, the engine's own XLA options) and reads the matmuls XLA actually kept from the compiled
-program's text: every `dot` instruction with its operand and result shapes, contracting and
-batch dimensions. Each runs once per training step (the advance function is a loop over runs of
-a loop over steps; the program holds the step's body once). Then, in one process:
+For each model it compiles one training step as the engine's advance function runs it (`map`
+layout, one CPU device per core, the engine's own XLA options; `step_program`) and reads the
+matmuls XLA actually kept from the compiled program's text: every `dot` instruction with its
+operand and result shapes, contracting and batch dimensions. (The advance function holds the
+step twice, in the loop it runs and in the one that retrains a wave after a divergence; the
+one-step program's dots were checked to be those of the advance function before that, the
+same shapes and dimensions, 12 for the MLP and 48 for the transformer.) Then, in one process:
 
   step   the engine's run-steps/s (`bench_throughput.time_engine`, `--reps` calls, median), and
          from it the time one training step of one run takes on a device
@@ -27,6 +29,7 @@ program's own dot FLOPs are printed beside them as a check of the parsing.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -45,7 +48,7 @@ from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
 
 from bench_throughput import (Report, cpu_name, experiment, flops_per_run_step,  # noqa: E402
                               load, matmul_peak, model_settings, time_engine)
-from jgrok import cli, sweep  # noqa: E402
+from jgrok import cli, sweep, train  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
 
@@ -84,6 +87,17 @@ def program_dots(hlo_text: str) -> list:
                          dims=((lc, rc), (lb, rb)),
                          flops=2.0 * math.prod(out_shape) * contracted))
     return dots
+
+
+def step_program(eng, state) -> str:
+    """The compiled text of one training step of one run, as the engine's advance runs it on
+    its common path (`train.unguarded_step` vmapped over a wave of one, the engine's XLA
+    options). The advance program itself holds the step twice: in the loop it runs and in
+    the loop that trains a wave again after a divergence (`train.train_wave`)."""
+    wave_of_one = jax.tree.map(lambda a: a[:1], (state, eng.run_data))
+    step = jax.jit(jax.vmap(functools.partial(train.unguarded_step, eng.problem),
+                            in_axes=(None, 0, 0)), compiler_options=dict(eng.xla_options))
+    return step.lower(eng.inputs, *wave_of_one).compile().as_text()
 
 
 def describe(d: dict) -> str:
@@ -151,8 +165,7 @@ def main():
         flops = flops_per_run_step(kind, s, ds.n_classes, shortcuts=True)
         eng = sweep.build_engine(cfg, ds, wave=1)
         state = sweep.init_state(eng)
-        text = eng.advance.lower(eng.inputs, state, eng.run_data, jnp.int32(1)).compile().as_text()
-        dots = program_dots(text)
+        dots = program_dots(step_program(eng, state))
         n_dev = eng.mesh.devices.size
         r = time_engine(cfg, ds, steps, wave=1, reps=args.reps, peak_sizes=PEAK_SIZES)
         step_s = n_dev / r["rate"]  # one run-step on one device (the devices run side by side)
