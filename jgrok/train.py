@@ -81,14 +81,12 @@ def global_norm(tree) -> jax.Array:
 
 
 def all_finite(tree) -> jax.Array:
-    """Whether `isfinite(global_norm(tree))`: every value finite and the sum of all squares
-    below float32's overflow. Each leaf's sum of squares is one dot product (`jnp.vdot`, full
-    float32 precision), which XLA:CPU hands to its matmul back-end instead of a separate
-    reduction: the operand MLP 1.034x and 1.033x run-steps/s (interleaved A/B, R = 32, idle
-    2-core Xeon), the transformer 1.000x. Only rounding of the sum differs from the norm's."""
-    sq = [jnp.vdot(x.ravel(), x.ravel(), precision=jax.lax.Precision.HIGHEST)
-          for x in jax.tree.leaves(tree)]
-    return jnp.isfinite(sum(sq))
+    """Whether every value of `tree` is finite (no NaN, no +-inf): the divergence rule's test
+    of the weights. (Until 2026-12-06 it was `isfinite(global_norm(tree))`, which also failed
+    weights whose sum of squares passes float32's range, 1.8e19 in norm, with every value
+    finite. That clause does not persist from step to step, so a check once per call could
+    not reproduce it (`train_wave`); no committed result had a diverged run.)"""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def last_layer_norm(params) -> jax.Array:
@@ -181,12 +179,14 @@ def train_wave(problem: Problem, inputs, states: RunState, data: RunData, n_step
     have found anything to freeze, so the unguarded steps were `train_steps`' own. Runs that
     were already diverged only count their steps.
 
-    The check can wait for the end because of `optax.apply_updates`: a non-finite weight stays
-    non-finite in every later step (NaN + u and inf - inf are NaN, inf + a finite u is inf; the
-    constant-norm rescaling multiplies by a NaN or 0 factor). Done at every step, the check is
-    a pass over the weights and a select over the weights and both Adam moments, which XLA:CPU
-    runs as passes of their own (results/benchmarks/README.md). The conditionals are on the
-    whole wave, outside the `vmap`, so only one of their branches runs."""
+    The weights' check can wait for the end because a non-finite weight stays non-finite in
+    every later step: `optax.apply_updates` adds (NaN + u and inf - inf are NaN, inf + a finite
+    u is inf), and the constant-norm rescaling then multiplies by a NaN or zero factor (inf * 0
+    is NaN). So the result does not depend on where calls begin and end either. Done at every
+    step, the check is a pass over the weights and a select over the weights and both Adam
+    moments, which XLA:CPU runs as passes of their own (results/benchmarks/README.md,
+    2026-12-06). The conditionals are on the whole wave, outside the `vmap`, so only one of
+    their branches runs."""
 
     def unguarded(s, d):  # one run; whether all its losses were finite
         def body(_, carry):
