@@ -15,7 +15,6 @@ two at lr 1e30 (they diverge within a few steps), and their states compared bit 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -30,8 +29,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from bench_throughput import Report, cpu_name, experiment, load, model_settings  # noqa: E402
-from jgrok import cli, sweep, train  # noqa: E402
+from bench_throughput import (cpu_report, experiment, model_settings,  # noqa: E402
+                              step_bench_args)
+from jgrok import sweep, train  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
 
@@ -73,22 +73,10 @@ def same_states(eng, variants: dict, steps: tuple) -> tuple:
 
 
 def main():
-    ap = argparse.ArgumentParser(description="the divergence check once per call vs every step")
-    ap.add_argument("--models", default="transformer,mlp")
-    ap.add_argument("--runs", type=int, default=32)
+    ap = step_bench_args("the divergence check once per call vs every step", reps=8)
     ap.add_argument("--wave", type=int, default=1, help="runs at a time on each device")
-    ap.add_argument("--steps", type=int, default=None, help="steps per timed call")
-    ap.add_argument("--reps", type=int, default=8, help="timed calls per variant")
-    ap.add_argument("--out", default="")
     args = ap.parse_args()
-    cli.use_cpu_cores(0)  # before JAX starts its backends: one CPU device per core
-    emit = Report()
-    emit(f"# The divergence check once per call vs at every step ({time.strftime('%Y-%m-%d %H:%M')})")
-    emit()
-    emit(f"- command: `python {' '.join(sys.argv)}`")
-    emit(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {jax.device_count()} "
-         f"{jax.default_backend()} device(s); jax {jax.__version__}; load average at start: "
-         f"{load()}")
+    emit = cpu_report("The divergence check once per call vs at every step")
     emit()
     emit("| model | R | wave | same states, bit for bit (healthy / with lr 1e30 runs) | "
          "every step: run-steps/s | once per call: run-steps/s | once / every | calls |")

@@ -28,7 +28,6 @@ program's own dot FLOPs are printed beside them as a check of the parsing.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
@@ -46,9 +45,9 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
 
-from bench_throughput import (Report, cpu_name, experiment, flops_per_run_step,  # noqa: E402
-                              load, matmul_peak, model_settings, time_engine)
-from jgrok import cli, sweep, train  # noqa: E402
+from bench_throughput import (cpu_report, experiment, flops_per_run_step,  # noqa: E402
+                              matmul_peak, model_settings, step_bench_args, time_engine)
+from jgrok import sweep, train  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
 
@@ -138,20 +137,8 @@ def time_dot(d: dict, mesh: Mesh, options: dict, reps: int, target_s: float = 0.
 
 
 def main():
-    ap = argparse.ArgumentParser(description="the matmuls of jgrok's step, timed alone")
-    ap.add_argument("--models", default="transformer,mlp")
-    ap.add_argument("--runs", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=None, help="steps per timed engine call")
-    ap.add_argument("--reps", type=int, default=3, help="timed calls per measurement")
-    ap.add_argument("--out", default="")
-    args = ap.parse_args()
-    cli.use_cpu_cores(0)  # before JAX starts its backends: one CPU device per core
-    emit = Report()
-    emit(f"# The matmuls of jgrok's training step, timed alone ({time.strftime('%Y-%m-%d %H:%M')})")
-    emit()
-    emit(f"- command: `python {' '.join(sys.argv)}`")
-    emit(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {jax.device_count()} CPU "
-         f"device(s); jax {jax.__version__}; load average at start: {load()}")
+    args = step_bench_args("the matmuls of jgrok's step, timed alone", reps=3).parse_args()
+    emit = cpu_report("The matmuls of jgrok's training step, timed alone")
     emit(f"- peak: best {'/'.join(map(str, PEAK_SIZES))} square f32 matmul "
          f"(`bench_throughput.matmul_peak`), measured before each engine call and before the "
          f"dots of each model")

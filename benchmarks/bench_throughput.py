@@ -242,6 +242,34 @@ class Report:
                 f.write("\n".join(self.lines) + "\n")
 
 
+def step_bench_args(description: str, reps: int) -> argparse.ArgumentParser:
+    """The flags of the scripts that time the engine's step on both models in variants
+    (bench_dots, bench_xla_options, bench_divergence_check): --models, --runs, --steps,
+    --reps (default `reps`), --out; a script adds its own."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--models", default="transformer,mlp")
+    ap.add_argument("--runs", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=None, help="steps per timed call")
+    ap.add_argument("--reps", type=int, default=reps, help="timed calls per measurement")
+    ap.add_argument("--out", default="")
+    return ap
+
+
+def cpu_report(title: str) -> Report:
+    """A `Report` for a script that runs on one CPU device per core (`cli.use_cpu_cores`,
+    called here, before JAX starts its backends), opened with the title and date, the command
+    and the machine."""
+    cli.use_cpu_cores(0)
+    emit = Report()
+    emit(f"# {title} ({time.strftime('%Y-%m-%d %H:%M')})")
+    emit()
+    emit(f"- command: `python {' '.join(sys.argv)}`")
+    emit(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {jax.device_count()} "
+         f"{jax.default_backend()} device(s); jax {jax.__version__}; load average at start: "
+         f"{load()}")
+    return emit
+
+
 def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):

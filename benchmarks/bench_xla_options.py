@@ -15,7 +15,6 @@ is marked. After the timings every variant's state is compared with the first's,
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -28,9 +27,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_throughput import (Report, cpu_name, experiment, flops_per_run_step,  # noqa: E402
-                              load, model_settings)
-from jgrok import cli, sweep  # noqa: E402
+from bench_throughput import (cpu_report, experiment, flops_per_run_step,  # noqa: E402
+                              model_settings, step_bench_args)
+from jgrok import sweep  # noqa: E402
 from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
 
@@ -46,24 +45,12 @@ def copy(tree):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="XLA:CPU YNNPACK fusion types on jgrok's step")
-    ap.add_argument("--models", default="transformer,mlp")
-    ap.add_argument("--runs", type=int, default=32)
+    ap = step_bench_args("XLA:CPU YNNPACK fusion types on jgrok's step", reps=6)
     ap.add_argument("--variants", default="individual_dot,individual_dot+reduce,"
                                           "individual_dot+reduce+eltwise")
-    ap.add_argument("--steps", type=int, default=None, help="steps per timed call")
-    ap.add_argument("--reps", type=int, default=6, help="timed calls per variant")
-    ap.add_argument("--out", default="")
     args = ap.parse_args()
-    cli.use_cpu_cores(0)  # before JAX starts its backends: one CPU device per core
-    emit = Report()
+    emit = cpu_report("XLA:CPU YNNPACK fusion types on jgrok's training step")
     variants = args.variants.split(",")
-    emit(f"# XLA:CPU YNNPACK fusion types on jgrok's training step "
-         f"({time.strftime('%Y-%m-%d %H:%M')})")
-    emit()
-    emit(f"- command: `python {' '.join(sys.argv)}`")
-    emit(f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {jax.device_count()} CPU "
-         f"device(s); jax {jax.__version__}; load average at start: {load()}")
     emit(f"- the engine's own options (`sweep.cpu_compiler_options()`): "
          f"`{dict(sweep.cpu_compiler_options())}`")
     emit()
