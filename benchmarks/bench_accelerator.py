@@ -50,11 +50,10 @@ import jax.numpy as jnp  # noqa: E402
 
 import torch_baseline  # noqa: E402
 from bench_cli import time_cli  # noqa: E402
-from bench_throughput import (FRACTION, cpu_name, experiment, flops_per_run_step,  # noqa: E402
-                              fmt_mem, model_settings, time_engine)
+from bench_throughput import (FRACTION, OP, cpu_name, experiment,  # noqa: E402
+                              flops_per_run_step, fmt_mem, model_settings, task_dataset,
+                              time_engine)
 from jgrok import presets  # noqa: E402
-from jgrok.data.algorithmic import make_task  # noqa: E402
-from jgrok.data.split import dataset_from_task  # noqa: E402
 
 #: (label, dtype, precision) of the peak measurements; the label is the jgrok rows' key
 PRECISIONS = (("float32 highest", jnp.float32, "highest"),
@@ -106,8 +105,7 @@ class Bench:
                         if torch_baseline.available() else "not installed")]
         self.tr = model_settings("transformer", args.quick)
         self.ml = model_settings("mlp", args.quick)
-        self.data = {"transformer": dataset_from_task(make_task("x2_plus_y2", self.tr["p"])),
-                     "mlp": dataset_from_task(make_task("x2_plus_y2", self.ml["p"]))}
+        self.data = {"transformer": task_dataset(self.tr), "mlp": task_dataset(self.ml)}
         self.seeds = 2 if args.quick else 32
         d = presets.get("power")
         fr = d.sweep.fractions[::4] if args.quick else d.sweep.fractions
@@ -160,7 +158,7 @@ class Bench:
         model = ([] if not q else [f"--p={self.tr['p']}", f"--n_layers={m.n_layers}",
                                    f"--d_model={m.d_model}", f"--n_heads={m.n_heads}",
                                    f"--d_ff={m.d_ff}", f"--batch_size={self.tr['batch']}"])
-        base = ["--op=x2_plus_y2", *flags, *model, "--nocompilation_cache", "--nofigures"]
+        base = [f"--op={OP}", *flags, *model, "--nocompilation_cache", "--nofigures"]
         try:
             walls = [time_cli([*base, f"--steps={st}"],
                               os.path.join(self.args.work, f"s{st}"), platforms="")

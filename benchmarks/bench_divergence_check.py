@@ -30,10 +30,8 @@ import numpy as np  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from bench_throughput import (cpu_report, experiment, model_settings,  # noqa: E402
-                              step_bench_args)
+                              step_bench_args, task_dataset)
 from jgrok import sweep, train  # noqa: E402
-from jgrok.data.algorithmic import make_task  # noqa: E402
-from jgrok.data.split import dataset_from_task  # noqa: E402
 
 HUGE_LR = 1e30
 
@@ -51,10 +49,6 @@ def checked_every_step(eng: sweep.Engine):
     return jax.jit(jax.shard_map(local, mesh=eng.mesh, in_specs=(P(), P("runs"), P("runs"), P()),
                                  out_specs=P("runs")), donate_argnums=(1,),
                    compiler_options=dict(eng.xla_options))
-
-
-def copy(tree):
-    return jax.tree.map(jnp.copy, tree)
 
 
 def same_states(eng, variants: dict, steps: tuple) -> tuple:
@@ -83,7 +77,7 @@ def main():
     emit("|---|---|---|---|---|---|---|---|")
     for kind in args.models.split(","):
         s = model_settings(kind, False)
-        ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
+        ds = task_dataset(s)
         cfg = experiment(kind, s, args.runs)
         checks = []
         for lrs in ((cfg.sweep.lrs[0],), (cfg.sweep.lrs[0], HUGE_LR)):

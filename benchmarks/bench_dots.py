@@ -46,10 +46,9 @@ from jax import lax  # noqa: E402
 from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
 
 from bench_throughput import (cpu_report, experiment, flops_per_run_step,  # noqa: E402
-                              matmul_peak, model_settings, step_bench_args, time_engine)
+                              matmul_peak, model_settings, step_bench_args, task_dataset,
+                              time_engine)
 from jgrok import sweep, train  # noqa: E402
-from jgrok.data.algorithmic import make_task  # noqa: E402
-from jgrok.data.split import dataset_from_task  # noqa: E402
 
 PEAK_SIZES = (1024, 2048)
 _DEF = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(\w+)\[([\d,]*)\]")
@@ -146,7 +145,7 @@ def main():
     summary = []
     for kind in args.models.split(","):
         s = model_settings(kind, False)
-        ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
+        ds = task_dataset(s)
         steps = args.steps or (10 if kind == "transformer" else 100)
         cfg = experiment(kind, s, args.runs)
         flops = flops_per_run_step(kind, s, ds.n_classes, shortcuts=True)

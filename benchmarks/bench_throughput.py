@@ -65,6 +65,7 @@ from jgrok.data.algorithmic import make_task  # noqa: E402
 from jgrok.data.split import dataset_from_task  # noqa: E402
 
 FRACTION = 0.5
+OP = "x2_plus_y2"  # the task of every benchmark (the paper's phase diagram)
 
 
 def model_settings(kind: str, quick: bool) -> dict:
@@ -142,8 +143,13 @@ def matmul_peak(sizes=(256, 512, 1024, 2048), reps: int = 5) -> float:
     return max(rates)
 
 
+def task_dataset(s: dict):
+    """The benchmarks' dataset: the whole x^2 + y^2 table mod `s["p"]` (`model_settings`)."""
+    return dataset_from_task(make_task(OP, s["p"]))
+
+
 def experiment(kind: str, s: dict, runs: int) -> ExperimentConfig:
-    return ExperimentConfig(task=TaskConfig(op="x2_plus_y2", p=s["p"]), model=s["model"],
+    return ExperimentConfig(task=TaskConfig(op=OP, p=s["p"]), model=s["model"],
                             train=TrainConfig(steps=100_000, batch_size=s["batch"]),
                             sweep=SweepConfig(seeds=tuple(range(runs)), fractions=(FRACTION,)))
 
@@ -331,7 +337,7 @@ def main():
     emit()
     for kind in args.models.split(","):
         s = model_settings(kind, args.quick)
-        ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
+        ds = task_dataset(s)
         vocab = ds.n_classes
         fl_plain = flops_per_run_step(kind, s, vocab, shortcuts=False)
         fl_fast = flops_per_run_step(kind, s, vocab, shortcuts=True)

@@ -28,10 +28,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_throughput import (cpu_report, experiment, flops_per_run_step,  # noqa: E402
-                              model_settings, step_bench_args)
+                              model_settings, step_bench_args, task_dataset)
 from jgrok import sweep  # noqa: E402
-from jgrok.data.algorithmic import make_task  # noqa: E402
-from jgrok.data.split import dataset_from_task  # noqa: E402
 
 OPTION = "xla_cpu_experimental_ynn_fusion_type"
 
@@ -60,7 +58,7 @@ def main():
     emit("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.models.split(","):
         s = model_settings(kind, False)
-        ds = dataset_from_task(make_task("x2_plus_y2", s["p"]))
+        ds = task_dataset(s)
         steps = args.steps or (4 if kind == "transformer" else 20)
         cfg = experiment(kind, s, args.runs)
         eng = sweep.build_engine(cfg, ds, xla_options=())  # XLA's defaults
