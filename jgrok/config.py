@@ -72,10 +72,13 @@ class ModelConfig:
     mlp_input: str = setting("embed", "operand MLP input: embed (learned embeddings) | onehot")
     output_activation: str = setting(
         "none", "applied to the outputs before the loss: none | sigmoid | softmax")
-    # initialization of the dense MLP's layers: "default" (Flax: LeCun-normal kernels, zero
-    # biases) or "torch" (PyTorch nn.Linear: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
+    # "default": Flax's (LeCun-normal kernels, N(0, 1/d) embeddings, zero biases; learned
+    # positions N(0, 0.02^2)); "torch" (dense
+    # MLP): PyTorch nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in)); "nanda" (transformer): Nanda
+    # et al.'s N(0, 1/d_model) for every weight but the unembedding's N(0, 1/vocab)
     weight_init: str = setting(
-        "default", "dense MLP layer init: default (Flax) | torch (nn.Linear's)")
+        "default", "weight init: default (Flax) | torch (dense MLP: nn.Linear's) | nanda "
+        "(transformer: Nanda et al.'s)")
     # How the same function is computed (none of these changes the parameters or checkpoints).
     shortcuts: bool = setting(
         True, "compute only what the output reads and apply linear maps of the embeddings to the "
@@ -109,11 +112,13 @@ class ModelConfig:
                 raise ConfigError(f"{name}={v} must be in [1, {MAX_WIDTH}]")
         if self.d_ff is not None and not 1 <= self.d_ff <= 4 * MAX_WIDTH:
             raise ConfigError(f"d_ff={self.d_ff} must be in [1, {4 * MAX_WIDTH}]")
-        if self.weight_init not in ("default", "torch"):
-            raise ConfigError(f"unknown weight_init {self.weight_init!r}; known: default, torch")
-        if self.weight_init == "torch" and self.kind != "dense":
-            raise ConfigError(f"weight_init 'torch' is implemented for the dense MLP only, not for "
-                              f"model {self.kind!r}")
+        if self.weight_init not in ("default", "torch", "nanda"):
+            raise ConfigError(f"unknown weight_init {self.weight_init!r}; known: default, torch, "
+                              f"nanda")
+        for init, kind in (("torch", "dense"), ("nanda", "transformer")):
+            if self.weight_init == init and self.kind != kind:
+                raise ConfigError(f"weight_init {init!r} is implemented for the {kind} model "
+                                  f"only, not for model {self.kind!r}")
         if self.mlp_activation not in ("relu", "gelu", "quadratic", "sigmoid", "tanh"):
             raise ConfigError(f"unknown activation {self.mlp_activation!r}; "
                               f"known: relu, gelu, quadratic, sigmoid, tanh")
@@ -160,6 +165,9 @@ class TrainConfig:
         None, "batch size: a number, full (every training row at every step) or none "
         "(min(512, ceil(N_train / 2)), the paper's rule)")
     loss: str = setting("ce", "loss: ce | mse (against one-hot answers)")
+    loss_precision: str = setting(
+        "float32", "cross-entropy: float32 (optax's logsumexp) | high (log1p of the other "
+        "classes' weights: accurate where float32's rounds a small loss to 0, as a float64 loss)")
     eval_every: int = setting(100, "evaluate every this many steps")
     log_eval: Optional[int] = setting(
         None, "this many log-spaced evaluations instead of every eval_every (none: every "
@@ -177,6 +185,9 @@ class TrainConfig:
                               f"none (the paper's rule)")
         if self.loss not in ("ce", "mse"):
             raise ConfigError(f"unknown loss {self.loss!r}; known: ce, mse")
+        if self.loss_precision not in ("float32", "high"):
+            raise ConfigError(f"unknown loss_precision {self.loss_precision!r}; known: float32, "
+                              f"high")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
         if self.log_eval is not None and self.log_eval < 1:

@@ -34,9 +34,11 @@ Both return a plain :class:`jgrok.config.ExperimentConfig`; every argument can b
 and ``dataclasses.replace`` changes anything else. Known differences from the papers (the
 package's model classes are shared with the other experiments and are not specialised):
 
-* Initialisation is Flax's default (LeCun-normal kernels, N(0, 1) embeddings), not the papers'.
-* ``nanda_preset``: no biases anywhere (Nanda's MLP has ``b_in``/``b_out``); the vocabulary is
-  ``p + 2`` tokens (an operator token besides ``=``); the input is ``[x, op, y, =]``.
+* Initialisation is Flax's default (LeCun-normal kernels, N(0, 1/d) embeddings), not the
+  papers', except ``nanda_preset``'s (``weight_init="nanda"``).
+* ``nanda_preset``: no biases anywhere (Nanda's MLP has ``b_in``/``b_out``, initialised to 0);
+  the vocabulary is ``p + 2`` tokens (an operator token besides ``=``); the input is
+  ``[x, op, y, =]``.
 * ``gromov_preset``: the operand MLP has biases; the read-out is over the ``p + 2`` tokens, and
   the MSE averages over those ``p + 2`` outputs (the two unused targets are 0).
 """
@@ -77,10 +79,12 @@ def thesis_preset() -> ExperimentConfig:
 
 
 
-def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0,),
+def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0, 1, 2),
                  fraction: float = 0.3, lr: float = 1e-3, weight_decay: float = 1.0,
                  d_model: int = 128, d_ff: int = 512, n_heads: int = 4,
-                 eval_every: int = 100, op: str = "add") -> ExperimentConfig:
+                 eval_every: int = 100, op: str = "add", weight_init: str = "nanda",
+                 loss_precision: str = "high", checkpoint_every: int = 1_000
+                 ) -> ExperimentConfig:
     """Nanda et al.'s modular-addition setup.
 
     Defaults are the paper's: ``p = 113`` (a prime, so every non-zero frequency is a
@@ -88,9 +92,10 @@ def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0,),
     ``d_model = 128``, 4 heads of 32 dimensions, ReLU MLP of width ``d_mlp = 512``, no LayerNorm,
     learned positions; full-batch AdamW with lr ``1e-3`` (10-step linear warm-up, as their
     ``LambdaLR(min(step / 10, 1))``), weight decay ``1.0`` and betas ``(0.9, 0.98)``; 40 000
-    steps (their "epochs", one full batch each). The paper's grokking happens between ~1.4k
-    steps (memorisation) and ~13k steps (clean-up). Smaller ``p`` (53, 59) with the same widths is
-    the CPU-sized version used in ``experiments/progress_measures.py``.
+    steps (their "epochs", one full batch each); their initialization (``weight_init="nanda"``)
+    and a cross-entropy as exact as their float64 one (``loss_precision="high"``); three seeds.
+    The paper's grokking happens between ~1.4k steps (memorisation) and ~13k steps (clean-up).
+    A checkpoint, and the metrics table, every ``checkpoint_every`` steps.
     """
     if steps < 1:
         raise ConfigError(f"steps={steps} must be >= 1")
@@ -98,11 +103,12 @@ def nanda_preset(steps: int = 40_000, p: int = 113, seeds: Sequence[int] = (0,),
         task=TaskConfig(op=op, p=p),
         model=ModelConfig(kind="transformer", n_layers=1, d_model=d_model, n_heads=n_heads,
                           d_ff=d_ff, use_bias=False, max_len=4, layer_norm=False,
-                          positions="learned"),
+                          positions="learned", weight_init=weight_init),
         optim=OptimConfig(name="adamw", b1=0.9, b2=0.98, eps=1e-8, warmup_steps=10,
                           schedule="constant"),
         train=TrainConfig(steps=steps, batch_size=FULL_BATCH, loss="ce",
-                          eval_every=eval_every, checkpoint_every=max(steps, 1)),
+                          loss_precision=loss_precision, eval_every=eval_every,
+                          checkpoint_every=min(checkpoint_every, steps)),
         sweep=SweepConfig(seeds=tuple(int(s) for s in seeds), fractions=(float(fraction),),
                           weight_decays=(float(weight_decay),), lrs=(float(lr),)))
 
@@ -261,7 +267,8 @@ def slingshot_preset() -> ExperimentConfig:
     ``(x + y) mod 23`` from half the pairs, full-batch Adam (lr 1e-3, eps 1e-8) and NO weight
     decay, 3 seeds, 6000 steps, accuracy every 500 steps, checkpoints every 1000."""
     cfg = nanda_preset(steps=6_000, p=23, seeds=(0, 1, 2), fraction=0.5, lr=1e-3,
-                       weight_decay=0.0, d_model=32, d_ff=128, n_heads=4, eval_every=500)
+                       weight_decay=0.0, d_model=32, d_ff=128, n_heads=4, eval_every=500,
+                       weight_init="default", loss_precision="float32")
     return dataclasses.replace(
         cfg, optim=dataclasses.replace(cfg.optim, name="adam", eps=1e-8),
         train=dataclasses.replace(cfg.train, checkpoint_every=1_000))
@@ -274,7 +281,9 @@ PRESETS = {
     "nanda": lambda: nanda_preset(),
     "gromov": lambda: gromov_preset(),
     # experiments/progress_measures.py: the two papers at a CPU size, 3 seeds, 100 evaluations
-    "nanda_cpu": lambda: nanda_preset(steps=4_000, p=53, seeds=(0, 1, 2), eval_every=40),
+    "nanda_cpu": lambda: nanda_preset(steps=4_000, p=53, seeds=(0, 1, 2), eval_every=40,
+                                      weight_init="default", loss_precision="float32",
+                                      checkpoint_every=4_000),
     "gromov_cpu": lambda: gromov_preset(steps=3_000, p=97, seeds=(0, 1, 2), eval_every=30),
     "slingshot": slingshot_preset,
     # experiments/omnigrok_mnist.py and mnist_variants.py: Omnigrok's two MNIST set-ups

@@ -133,7 +133,8 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     stacked = {k: np.stack([r[k] for r in per_run]) for k in per_run[0]}
     max_batch = int(stacked["batch_size"].max())
 
-    key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, dataset.n_classes, max_batch,
+    key = (cfg.model, cfg.optim, cfg.train.steps, cfg.train.loss, cfg.train.loss_precision,
+           dataset.n_classes, max_batch,
            min(EVAL_ROWS, dataset.size), tuple(mesh.devices.flat),
            tuple(dataset.inputs.shape[1:]), str(dataset.inputs.dtype))
     xla_options = tuple(compiler_options(mesh.devices.flat) if xla_options is None
@@ -189,14 +190,15 @@ def _run_bytes(problem: train.Problem, with_temp: bool, data_shapes: tuple,
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(model_cfg, optim_cfg, steps, loss, n_classes, max_batch, eval_rows, devices,
-              input_shape, input_dtype, xla_options, wave=0):
+def _compiled(model_cfg, optim_cfg, steps, loss, loss_precision, n_classes, max_batch, eval_rows,
+              devices, input_shape, input_dtype, xla_options, wave=0):
     """The problem and its jitted batched functions, shared by engines with the same settings
     (so a second sweep of the same shape, or a resumed one, does not compile again)."""
     model = build_model(model_cfg, n_classes)
     tx = make_optimizer(optim_cfg, steps)
     problem = train.Problem(model=model, tx=tx, loss=loss, n_classes=n_classes,
                             max_batch=max_batch, eval_rows=eval_rows,
+                            loss_precision=loss_precision,
                             constant_norm=optim_cfg.constant_norm,
                             output_activation=model_cfg.output_activation,
                             matmul_precision=model_cfg.matmul_precision)

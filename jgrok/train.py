@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jgrok import losses
 from jgrok.schema import METRIC_COLUMNS
 
 
@@ -54,6 +55,7 @@ class Problem:
     constant_norm: bool = False  # rescale weights to their initial norm after every step
     output_activation: str = "none"  # none | sigmoid | softmax, applied to the model output
     matmul_precision: str = "highest"  # ModelConfig.matmul_precision
+    loss_precision: str = "float32"  # TrainConfig.loss_precision
 
 
 def model_output(problem: Problem, params, x):
@@ -67,12 +69,14 @@ def model_output(problem: Problem, params, x):
     return out
 
 
-def per_example_loss(logits, labels, loss: str, n_classes: int):
-    """Cross-entropy of the outputs taken as logits, or MSE against one-hot targets (mean over
-    classes, as torch's MSELoss)."""
+def per_example_loss(logits, labels, loss: str, n_classes: int, precision: str = "float32"):
+    """Cross-entropy of the outputs taken as logits (`precision`: `TrainConfig.loss_precision`),
+    or MSE against one-hot targets (mean over classes, as torch's MSELoss)."""
     if loss == "mse":
         onehot = jax.nn.one_hot(labels, n_classes, dtype=logits.dtype)
         return jnp.mean((logits[..., :n_classes] - onehot) ** 2, axis=-1)
+    if precision == "high":
+        return losses.cross_entropy_high_precision(logits, labels)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
@@ -131,7 +135,8 @@ def unguarded_step(problem: Problem, inputs, state: RunState, data: RunData):
 
     def loss_fn(params):
         logits = model_output(problem, params, x)
-        return jnp.sum(w * per_example_loss(logits, y, problem.loss, problem.n_classes))
+        return jnp.sum(w * per_example_loss(logits, y, problem.loss, problem.n_classes,
+                                             problem.loss_precision))
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = problem.tx.update(grads, state.opt_state, state.params)
@@ -234,7 +239,8 @@ def evaluate(problem: Problem, inputs, targets, params, data: RunData) -> dict:
     pred = jnp.argmax(logits[..., : problem.n_classes], axis=-1)
 
     def scored(labels, mask):
-        loss = per_example_loss(logits, labels, problem.loss, problem.n_classes)
+        loss = per_example_loss(logits, labels, problem.loss, problem.n_classes,
+                                problem.loss_precision)
         m = mask.astype(jnp.float32)
         cnt = jnp.maximum(m.sum(), 1.0)
         return jnp.sum(loss * m) / cnt, jnp.sum((pred == labels) * m) / cnt

@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgrok.losses import cross_entropy_high_precision
+
 __all__ = [
     "fourier_basis",
     "basis_labels",
@@ -346,14 +348,16 @@ def cross_entropy_on_pairs(
     """Mean cross-entropy of ``logits`` (p, p, p_out) over the ``(x, y)`` pairs selected by ``pair_mask``.
 
     ``labels`` (p, p) int defaults to ``(x + y) mod p``; ``pair_mask`` (p, p) bool
-    defaults to all pairs.
+    defaults to all pairs. Computed as `jgrok.losses.cross_entropy_high_precision` (Nanda et
+    al. take theirs in float64): after grokking the per-pair losses fall far below float32's
+    resolution next to 1, where a plain log-softmax returns 0.
     """
     logits = jnp.asarray(logits)
     p = logits.shape[0]
     if labels is None:
         labels = _default_labels(p)
-    logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
-    nll = -jnp.take_along_axis(logp, jnp.asarray(labels)[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    nll = cross_entropy_high_precision(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)),
+                                       jnp.asarray(labels).astype(jnp.int32))
     if pair_mask is None:
         return jnp.mean(nll)
     w = jnp.asarray(pair_mask).astype(nll.dtype)

@@ -19,7 +19,8 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
                            n_heads=cfg.n_heads, d_ff=cfg.d_ff or 4 * cfg.d_model,
                            max_len=cfg.max_len, use_bias=cfg.use_bias,
                            layer_norm=cfg.layer_norm, positions=cfg.positions,
-                           shortcuts=cfg.shortcuts, dtype=dtype)
+                           shortcuts=cfg.shortcuts, dtype=dtype,
+                           weight_init=cfg.weight_init)
     if cfg.kind == "dense":
         return DenseMLP(n_out=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
                         activation=cfg.mlp_activation, weight_init=cfg.weight_init, dtype=dtype)

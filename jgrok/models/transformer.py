@@ -62,14 +62,19 @@ class _BlockBase(nn.Module):
     use_bias: bool
     layer_norm: bool = True
     dtype: Optional[Any] = None
+    kernel_init: Optional[Any] = None  # None: Flax's default (LeCun normal)
+
+    def _kernel(self) -> dict:
+        return {} if self.kernel_init is None else dict(kernel_init=self.kernel_init)
 
     def _after_attention(self, x):
         """Called from the subclass's compact `__call__` (the submodules belong to it)."""
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="attn_norm")(x)
-        h = linear.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in")(x)
+        h = linear.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in",
+                         **self._kernel())(x)
         x = x + linear.Dense(self.d_model, use_bias=self.use_bias, dtype=self.dtype,
-                             name="ffn_out")(nn.relu(h))
+                             name="ffn_out", **self._kernel())(nn.relu(h))
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="ffn_norm")(x)
         return x
@@ -83,7 +88,8 @@ class Block(_BlockBase):
         mask = nn.make_causal_mask(jnp.ones(x.shape[:-1], jnp.int32))
         a = nn.MultiHeadDotProductAttention(
             num_heads=self.n_heads, qkv_features=self.d_model, out_features=self.d_model,
-            use_bias=self.use_bias, dtype=self.dtype, name="attn")(x, x, mask=mask)
+            use_bias=self.use_bias, dtype=self.dtype, name="attn", **self._kernel())(
+                x, x, mask=mask)
         x = x + a
         return self._after_attention(x)
 
@@ -97,16 +103,18 @@ class Attention(nn.Module):
     n_heads: int
     use_bias: bool
     dtype: Optional[Any] = None
+    kernel_init: Optional[Any] = None  # None: Flax's default (LeCun normal)
 
     def setup(self):
         hd = self.d_model // self.n_heads
+        kernel = {} if self.kernel_init is None else dict(kernel_init=self.kernel_init)
         dense = dict(features=(self.n_heads, hd), axis=-1, use_bias=self.use_bias,
-                     dtype=self.dtype)
+                     dtype=self.dtype, **kernel)
         self.query = linear.DenseGeneral(**dense)
         self.key = linear.DenseGeneral(**dense)
         self.value = linear.DenseGeneral(**dense)
         self.out = linear.DenseGeneral(features=self.d_model, axis=(-2, -1),
-                                       use_bias=self.use_bias, dtype=self.dtype)
+                                       use_bias=self.use_bias, dtype=self.dtype, **kernel)
 
     def __call__(self, q, keys, values):
         """q (..., Tq, h, hd); `keys` and `values`: sequences of parts (..., T_i, h, hd) that
@@ -149,7 +157,8 @@ class FastBlock(_BlockBase):
 
     @nn.compact
     def __call__(self, x, tokens=None, first=None, table=None, last_only=False):
-        attn = Attention(self.d_model, self.n_heads, self.use_bias, self.dtype, name="attn")
+        attn = Attention(self.d_model, self.n_heads, self.use_bias, self.dtype,
+                         self.kernel_init, name="attn")
         if tokens is None:
             q = attn.query(x[..., -1:, :] if last_only else x)
             k, v = attn.key(x), attn.value(x)
@@ -193,22 +202,32 @@ class Transformer(nn.Module):
     positions: str = "sinusoidal"  # sinusoidal | learned
     shortcuts: bool = True  # compute only what the output needs (module docstring); exact
     dtype: Optional[Any] = None  # computation dtype (None: the parameters'; they stay float32)
+    weight_init: str = "default"  # ModelConfig.weight_init: default | nanda
+
+    def _inits(self) -> tuple:
+        """(embedding, learned positions, block kernels, unembedding) initializers."""
+        if self.weight_init == "nanda":  # every weight N(0, 1/d_model), the read-out N(0, 1/V)
+            w = nn.initializers.normal(1 / math.sqrt(self.d_model))
+            return w, w, w, nn.initializers.normal(1 / math.sqrt(self.vocab_size))
+        return (nn.linear.default_embed_init, nn.initializers.normal(0.02), None,
+                nn.initializers.lecun_normal())
 
     @nn.compact
     def __call__(self, tokens):
         """tokens: (..., T) int -> logits (..., vocab) at the last position."""
+        embed_init, pos_init, kernel_init, unembed_init = self._inits()
         # gathered in float32, cast after (`linear.embed_rows`)
-        embed = nn.Embed(self.vocab_size, self.d_model, name="embed")
+        embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=embed_init,
+                         name="embed")
         if self.positions == "learned":
-            pe = self.param("pos_embed", nn.initializers.normal(0.02),
-                            (self.max_len, self.d_model))
+            pe = self.param("pos_embed", pos_init, (self.max_len, self.d_model))
         else:
             pe = jnp.asarray(sinusoidal_positions(self.max_len, self.d_model))
         t = tokens.shape[-1]
         pe = pe[:t] if self.dtype is None else pe[:t].astype(self.dtype)
         x = linear.embed_rows(embed, tokens, self.dtype) + pe
         args = (self.d_model, self.n_heads, self.d_ff, self.use_bias, self.layer_norm,
-                self.dtype)
+                self.dtype, kernel_init)
         if not self.shortcuts:
             for i in range(self.n_layers):
                 x = Block(*args, name=f"block_{i}")(x)
@@ -228,5 +247,5 @@ class Transformer(nn.Module):
                     last_only=i == self.n_layers - 1)
             last = x[..., -1, :]
         logits = linear.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
-                              name="unembed")(last)
+                              kernel_init=unembed_init, name="unembed")(last)
         return to_out(logits, self.dtype)
