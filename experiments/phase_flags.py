@@ -14,6 +14,8 @@ flags.DEFINE_float("fit_acc", _DEFAULT.fit_acc, "plateau rule: train accuracy th
                    "fitted")
 flags.DEFINE_float("gen_acc", _DEFAULT.gen_acc, "plateau rule: validation accuracy that counts "
                    "as generalized")
+flags.DEFINE_float("hold_acc", _DEFAULT.hold_acc, "plateau rule: a run counts as generalized "
+                   "only if its validation accuracy at the last evaluation is at least this")
 flags.DEFINE_float("plateau_factor", _DEFAULT.plateau_factor, "plateau rule: val acc stays below "
                    "half-way until this many times the fit step")
 flags.DEFINE_float("delay_factor", _DEFAULT.delay_factor, "plateau rule: grokking generalizes "
@@ -22,4 +24,5 @@ flags.DEFINE_float("delay_factor", _DEFAULT.delay_factor, "plateau rule: grokkin
 
 def thresholds_from_flags() -> PhaseThresholds:
     return PhaseThresholds(rule=FLAGS.rule, fit_acc=FLAGS.fit_acc, gen_acc=FLAGS.gen_acc,
-                           plateau_factor=FLAGS.plateau_factor, delay_factor=FLAGS.delay_factor)
+                           hold_acc=FLAGS.hold_acc, plateau_factor=FLAGS.plateau_factor,
+                           delay_factor=FLAGS.delay_factor)

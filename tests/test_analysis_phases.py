@@ -316,3 +316,67 @@ def test_one_evaluation_after_the_fit_is_still_comprehension():
     assert classify_run(steps, tr, va).phase == "comprehension"
     va[7] = 0.985
     assert classify_run(steps, tr, va).phase == "slow_rise"  # 99% at 128 = 4x the fit
+
+
+# --- generalization must hold (PhaseThresholds.hold_acc) ----------------------------------
+def _cross(after):
+    """Fits at step 100, validation accuracy crosses 0.99 at step 1e4 (a grokking jump), then
+    follows `after` (a function of the steps past the crossing) to the end at 1e5."""
+    tr = train_curve(100)
+    va = 0.05 + 0.95 * sig(1e4)
+    late = STEPS > 2e4
+    va = np.where(late, after(STEPS), va)
+    return tr, va
+
+
+def test_a_run_that_crosses_and_collapses_has_not_generalized():
+    # the crossing is at ~1.2e4; after 2e4 the accuracy falls to 0.585 and stays there
+    tr, va = _cross(lambda s: 0.585 + 0 * s)
+    assert first_step_reaching(STEPS, va, 0.99) < 2e4   # it did cross
+    r = classify_run(STEPS, tr, va)
+    assert r.phase == "memorization" and math.isnan(r.gen_step) and math.isnan(r.delay)
+    assert r.final_val_acc == pytest.approx(0.585)
+    # the hold level is a named threshold: at 0.5 the same run keeps its crossing
+    r = classify_run(STEPS, tr, va, PhaseThresholds(hold_acc=0.5))
+    assert r.phase == "grokking" and 1e4 <= r.gen_step <= 2e4
+    # just below and just above the default 0.9
+    assert classify_run(STEPS, tr, _cross(lambda s: 0.899 + 0 * s)[1]).phase == "memorization"
+    assert classify_run(STEPS, tr, _cross(lambda s: 0.901 + 0 * s)[1]).phase == "grokking"
+
+
+def test_a_run_that_crosses_and_holds_keeps_its_first_crossing():
+    tr, va = _cross(lambda s: 1.0 + 0 * s)
+    held = classify_run(STEPS, tr, va)
+    assert held.phase == "grokking" and 1e4 <= held.gen_step <= 2e4
+    # a loss spike: one evaluation at 0.06 between the crossing and the end, then back at 1.0
+    dip = va.copy()
+    dip[np.flatnonzero(STEPS > 3e4)[0]] = 0.06
+    spiked = classify_run(STEPS, tr, dip)
+    assert spiked.phase == "grokking" and spiked.gen_step == held.gen_step
+    # comprehension that degrades to 0.8 at the end is not comprehension
+    va = 0.05 + 0.95 * sig(120)
+    assert classify_run(STEPS, train_curve(), va).phase == "comprehension"
+    va[-1] = 0.8
+    r = classify_run(STEPS, train_curve(), va)
+    assert r.phase == "memorization" and math.isnan(r.gen_step)
+
+
+def test_hold_level_and_the_liu_rule():
+    assert PhaseThresholds().hold_level == 0.9
+    assert PhaseThresholds(gen_acc=0.75).hold_level == 0.75   # never above gen_acc
+    with pytest.raises(ConfigError, match="hold_acc"):
+        PhaseThresholds(hold_acc=1.5)
+    # Liu et al.'s rule reproduces the notebook: no hold check
+    tr, va = _cross(lambda s: 0.585 + 0 * s)
+    assert classify_run(STEPS, tr, va, PhaseThresholds(rule="liu")).phase == "grokking"
+    assert "final val acc >= 0.9" in PhaseThresholds().describe()
+
+
+def test_the_committed_collapse_add_transformer_small_run_11():
+    # crosses 0.99 at step 2365, ends at 0.585 (train 0.733): once labelled comprehension
+    path = os.path.join(os.path.dirname(__file__), "..", "results", "add_transformer_small",
+                        "metrics.csv")
+    g = pd.read_csv(path).query("run == 11").sort_values("step")
+    assert first_step_reaching(g.step, g.val_acc, 0.99) == 2365
+    r = classify_run(g.step, g.train_acc, g.val_acc)
+    assert r.phase == "memorization" and r.final_val_acc == pytest.approx(0.5849, abs=1e-4)

@@ -9,6 +9,13 @@ The plateau rule (``rule="plateau"``, the default)
 ``fit_step`` is the first evaluation at which training accuracy reaches ``fit_acc`` and
 ``gen_step`` the first at which validation accuracy reaches ``gen_acc`` (Power et al.'s "steps
 until 99% accuracy"; see :func:`first_step_reaching` for the optional ``sustain`` rule).
+A run **generalizes** only if it keeps it: when its validation accuracy at the last evaluation
+is below ``hold_acc`` (0.9; ``gen_acc`` if that is lower), ``gen_step`` is NaN however often it
+crossed ``gen_acc`` before, so a run that collapses after generalizing is not counted as
+generalized. The check is at the end, not at every later evaluation, because loss spikes make
+validation accuracy dip for an evaluation or two and recover; a run that ends generalized keeps
+its first crossing as ``gen_step``.
+
 ``v_fit`` is validation accuracy at ``fit_step``. The *half-way level* is
 ``v_fit + (1 - v_fit) / 2`` and ``plateau_end_step`` the first evaluation at or after
 ``fit_step`` at which validation accuracy reaches it. Measuring from ``v_fit`` rather than from
@@ -18,7 +25,8 @@ plateau** when ``plateau_end_step >= plateau_factor * max(fit_step, 1)`` (or it 
 the half-way level). Every run gets exactly one of five phases:
 
 * ``confusion``     -- training accuracy never reaches ``fit_acc`` within the budget;
-* ``memorization``  -- it fits, but validation accuracy never reaches ``gen_acc``;
+* ``memorization``  -- it fits, but validation accuracy never reaches ``gen_acc``, or it does
+  and ends below ``hold_acc``;
 * ``grokking``      -- it fits, has a plateau, and generalizes late:
   ``gen_step >= delay_factor * max(fit_step, 1)``. Plateau, then jump;
 * ``slow_rise``     -- it generalizes late (``gen_step > comprehension_factor *
@@ -39,7 +47,8 @@ ejmichaud/grokking-squared: the train (test) step is the first evaluation with t
 ``>= liu_gap``, ``memorization`` when only the train step is reached, ``confusion`` when
 neither is (and, a case the notebook leaves unlabelled, when only the test step is). The gap
 is absolute, in steps, so the rule depends on the step budget and learning rate; it has no
-``slow_rise``. :func:`liu_phase` applies it to ready-made steps.
+``slow_rise`` and, to reproduce the notebook, no ``hold_acc`` check. :func:`liu_phase`
+applies it to ready-made steps.
 
 Cells
 -----
@@ -154,6 +163,9 @@ class PhaseThresholds:
     Plateau rule:
         fit_acc: training accuracy that counts as fitting the training set (0.99).
         gen_acc: validation accuracy that counts as generalizing (0.99, Power et al.).
+        hold_acc: validation accuracy a generalized run must still have at its last evaluation
+            (0.9, Liu et al.'s level for generalized; ``gen_acc`` where that is lower, see
+            ``hold_level``); below it the run has not generalized.
         plateau_factor: validation accuracy must stay below the half-way level (from its value
             at ``fit_step`` to 1) until at least ``plateau_factor * fit_step`` (5).
         delay_factor: a grokking run reaches ``gen_acc`` at ``>= delay_factor * fit_step`` (10).
@@ -177,6 +189,7 @@ class PhaseThresholds:
     rule: str = "plateau"
     fit_acc: float = 0.99
     gen_acc: float = 0.99
+    hold_acc: float = 0.9
     plateau_factor: float = 5.0
     delay_factor: float = 10.0
     comprehension_factor: float = 2.0
@@ -212,14 +225,22 @@ class PhaseThresholds:
         if not (0 < self.fit_acc <= 1 and 0 < self.gen_acc <= 1 and 0 < self.liu_acc <= 1
                 and self.liu_gap >= 0):
             raise ConfigError("fit_acc, gen_acc and liu_acc must be in (0, 1]; liu_gap >= 0")
+        if not (0 <= self.hold_acc <= 1):
+            raise ConfigError(f"hold_acc={self.hold_acc:g} must be in [0, 1]")
+
+    @property
+    def hold_level(self) -> float:
+        """The validation accuracy a generalized run must end at: ``min(hold_acc, gen_acc)``."""
+        return min(self.hold_acc, self.gen_acc)
 
     def describe(self) -> str:
         """One line stating the rule and its numbers, for table headers and figure notes."""
         if self.rule == "liu":
             return (f"Liu et al.'s rule: train/test step = first step with accuracy >= "
                     f"{self.liu_acc:g}; grokking when test - train >= {self.liu_gap:g} steps")
-        return (f"plateau rule: fit/gen = train/val acc >= {self.fit_acc:g}/{self.gen_acc:g}; "
-                f"grokking = val below half-way (from its value at fit to 1) until >= "
+        return (f"plateau rule: fit/gen = train/val acc >= {self.fit_acc:g}/{self.gen_acc:g}, "
+                f"gen only if final val acc >= {self.hold_level:g}; grokking = val below "
+                f"half-way (from its value at fit to 1) until >= "
                 f"{self.plateau_factor:g}x fit and gen >= {self.delay_factor:g}x fit; "
                 f"comprehension = gen <= {self.comprehension_factor:g}x fit; else slow_rise")
 
@@ -341,6 +362,8 @@ def classify_run(steps, train_acc, val_acc,
                                    tolerance=t.sustain_tolerance)
     gen_step = first_step_reaching(steps, val_acc, gen_acc, sustain=t.sustain,
                                    tolerance=t.sustain_tolerance)
+    if t.rule == "plateau" and not final_val >= t.hold_level:
+        gen_step = nan  # crossed gen_acc but did not keep it (or no finite evaluation)
     fitted, generalized = not math.isnan(fit_step), not math.isnan(gen_step)
     both = fitted and generalized
     delay = gen_step - fit_step if both else nan
