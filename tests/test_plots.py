@@ -76,7 +76,22 @@ def test_write_all_figures(tmp_path):
     assert len(cells) == 6 and (cells["n_seeds"] == 2).all()
     spikes = pd.read_csv(tmp_path / "spikes.csv")
     assert list(spikes["run"]) == [4]
+    assert "phase_rule.json" in names
     _no_temp_files(tmp_path)
+
+
+def test_run_directory_records_its_rule_and_redraws_the_same_bytes(tmp_path):
+    from jgrok.analysis.phases import PhaseThresholds, read_phase_rule
+
+    df = synthetic_table()
+    assert read_phase_rule(tmp_path) == PhaseThresholds()  # no file: the defaults
+    rule = PhaseThresholds(gen_acc=0.98, hold_acc=0.8)
+    figures.write_all_figures(df, tmp_path, thresholds=rule)
+    assert read_phase_rule(tmp_path) == rule
+    pdf = tmp_path / "figures" / "phase_diagram.pdf"
+    first = pdf.read_bytes()
+    figures.write_all_figures(df, tmp_path, thresholds=rule)
+    assert pdf.read_bytes() == first and b"CreationDate" not in first  # no date in the PDF
 
 
 def test_write_all_figures_partial_and_tiny_tables(tmp_path):

@@ -245,6 +245,40 @@ class PhaseThresholds:
                 f"comprehension = gen <= {self.comprehension_factor:g}x fit; else slow_rise")
 
 
+PHASE_RULE_FILE = "phase_rule.json"
+"""The file beside a run directory's ``phases.csv`` that records the thresholds of its labels."""
+
+
+def write_phase_rule(thresholds: PhaseThresholds, out_dir) -> str:
+    """Write ``thresholds`` (every field) to ``<out_dir>/phase_rule.json``; returns the path."""
+    import dataclasses
+    import os
+
+    from jgrok import tables
+
+    path = os.path.join(os.fspath(out_dir), PHASE_RULE_FILE)
+    tables.write_json(dataclasses.asdict(thresholds), path)
+    return path
+
+
+def read_phase_rule(run_dir) -> PhaseThresholds:
+    """The thresholds a run directory's labels follow: its ``phase_rule.json``, or the defaults
+    where it has none (directories labelled before the file existed)."""
+    import json
+    import os
+
+    path = os.path.join(os.fspath(run_dir), PHASE_RULE_FILE)
+    if not os.path.exists(path):
+        return PhaseThresholds()
+    with open(path) as f:
+        fields = json.load(f)
+    known = set(PhaseThresholds.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown threshold(s) {', '.join(unknown)}")
+    return PhaseThresholds(**fields)
+
+
 @dataclass(frozen=True)
 class ShapeFlags:
     """Mixed-shape flags of one run (rules in the module docstring)."""
@@ -502,5 +536,6 @@ __all__ = [
     "METRIC_COLUMNS", "SEED_COLUMNS", "PHASES", "PHASE_LETTERS", "RULES", "SHAPE_NAMES",
     "RUN_RESULT_COLUMNS", "CELL_RESULT_COLUMNS", "PhaseThresholds", "ShapeFlags", "RunPhase",
     "first_step_reaching", "liu_phase", "classify_run", "classify_table", "aggregate_cells",
-    "phase_counts", "coordinate_columns", "cell_columns",
+    "phase_counts", "coordinate_columns", "cell_columns", "PHASE_RULE_FILE", "write_phase_rule",
+    "read_phase_rule",
 ]

@@ -6,7 +6,8 @@ import os
 
 import pandas as pd
 
-from jgrok.analysis.phases import PhaseThresholds, aggregate_cells, classify_table
+from jgrok.analysis.phases import (PhaseThresholds, aggregate_cells, classify_table,
+                                   write_phase_rule)
 from jgrok.analysis.spikes import spikes_table
 from jgrok.errors import ConfigError
 from jgrok.figures.curves import plot_accuracy_curves, plot_loss_curves, plot_loss_grid
@@ -29,7 +30,8 @@ def write_all_figures(df, out_dir, thresholds: PhaseThresholds = PhaseThresholds
     """Classify, aggregate and plot a whole metrics table.
 
     ``df`` is the metrics DataFrame or a path to ``metrics.csv``. Writes ``phases.csv`` (per
-    run), ``cells.csv`` (per cell) and ``spikes.csv`` into ``out_dir`` and, into
+    run), ``cells.csv`` (per cell), ``spikes.csv`` and ``phase_rule.json`` (the thresholds the
+    labels follow, :func:`jgrok.analysis.phases.write_phase_rule`) into ``out_dir`` and, into
     ``out_dir/figures/``: ``phase_diagram``, ``steps_to_generalize``, ``accuracy_curves``,
     ``loss_grid`` and ``loss_spikes`` (the run with the most spikes, else the grokking run with
     the longest delay, else the first run), each as PNG and PDF. Returns all written paths.
@@ -48,7 +50,8 @@ def write_all_figures(df, out_dir, thresholds: PhaseThresholds = PhaseThresholds
               else pd.DataFrame())
     paths = [write_csv_atomic(runs, os.path.join(out_dir, "phases.csv")),
              write_csv_atomic(cells, os.path.join(out_dir, "cells.csv")),
-             write_csv_atomic(spikes, os.path.join(out_dir, "spikes.csv"))]
+             write_csv_atomic(spikes, os.path.join(out_dir, "spikes.csv")),
+             write_phase_rule(thresholds, out_dir)]
     paths += plot_phase_diagram(cells, os.path.join(fig_dir, "phase_diagram"),
                                 note=f"rule: {thresholds.rule}")
     paths += plot_steps_to_generalize(cells, os.path.join(fig_dir, "steps_to_generalize"))

@@ -56,7 +56,10 @@ def save_figure(fig: Figure, path, rc: Optional[dict] = None, dpi: int = 150,
     for ext in formats:
         final = f"{stem}.{ext}"
         with matplotlib.rc_context(rc or {}):
-            atomic_write(final, lambda tmp: fig.savefig(tmp, format=ext, dpi=dpi))
+            # no creation date in a PDF: the same figure gives the same bytes when redrawn
+            meta = {"CreationDate": None} if ext == "pdf" else None
+            atomic_write(final, lambda tmp: fig.savefig(tmp, format=ext, dpi=dpi,
+                                                        metadata=meta))
         out.append(final)
         # the layout computed for the PNG holds for the PDF (same size, point-sized text)
         fig.set_layout_engine("none")
