@@ -75,6 +75,7 @@ def main(argv):
     cli.enable_compilation_cache(FLAGS.compilation_cache)
     step_frames, eval_frames, spikes, summary = [], [], [], []
     t_all = time.perf_counter()
+    n_before = 0  # runs of the earlier variants: every table numbers runs 0.. across variants
     for v, cfg in cfgs.items():
         t0 = time.perf_counter()
 
@@ -91,17 +92,18 @@ def main(argv):
         wall = time.perf_counter() - t0
         last = df[df.step == df.step.max()].set_index("run")
         for i, g in steps.groupby("run", sort=True):
+            run = n_before + int(i)  # the run's number in metrics.csv (rundir.concat_variants)
             loss = g.loss.to_numpy()
             norm = g.last_layer_norm.to_numpy()
             seed = int(g.seed.iloc[0])
-            step_frames.append(pd.DataFrame(dict(variant=v, run=i, seed=seed,
+            step_frames.append(pd.DataFrame(dict(variant=v, run=run, seed=seed,
                                                  step=g.step.to_numpy(), loss=loss,
                                                  last_layer_norm=norm)))
-            rows = [dict(variant=v, run=i, seed=seed, **r) for r in per_step_spikes(
+            rows = [dict(variant=v, run=run, seed=seed, **r) for r in per_step_spikes(
                 loss, norm, factor=FLAGS.factor, window=FLAGS.window, fit_loss=FLAGS.fit_loss)]
             spikes += rows
             fit = np.flatnonzero(loss < FLAGS.fit_loss)
-            summary.append(dict(variant=v, eps=cfg.optim.eps, run=i, seed=seed,
+            summary.append(dict(variant=v, eps=cfg.optim.eps, run=run, seed=seed,
                                 n_spikes=len(rows),
                                 max_spike=max((r["size"] for r in rows), default=np.nan),
                                 fit_step=float(fit[0]) if fit.size else np.nan,
@@ -109,6 +111,7 @@ def main(argv):
                                 final_norm=float(norm[-1]),
                                 final_train_acc=float(last.train_acc[i]),
                                 final_val_acc=float(last.val_acc[i]), wall_s=wall))
+        n_before += int(df["run"].nunique())
         print(f"{v}: {wall:.0f}s; spikes per seed "
               f"{[s['n_spikes'] for s in summary if s['variant'] == v]}; val_acc "
               f"{np.round(last.val_acc.to_numpy(), 3)}", flush=True)
