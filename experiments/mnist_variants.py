@@ -11,7 +11,8 @@ images), ``wine`` (``--wine_color``), both over ``--variants``, and ``control`` 
 output vs CE at alpha 1 and ``--init_scales`` on MNIST 0-vs-1 and a separable task,
 ``--control_steps`` steps, phases with ``--gen_acc`` 0.98 unless given). Each variant is a
 run directory <out>/<part>/[<task>/]<variant>/ (`--resume`); per part: metrics.csv, tables.md
-(step x accuracy x norm), summary.csv, acc_norm.png/.pdf; control: phases.csv.
+(step x accuracy x norm), summary.csv, acc_norm.png/.pdf; control: phases.csv and
+phase_rule.json.
 Renamed 2026-12-02: --alpha -> --init_scales, --setup=X -> --preset=omnigrok_X; --seeds: 1 (was 2)
 """
 
@@ -93,7 +94,7 @@ def part_variants(base, dataset, out: str):
 
 def part_control(base, tasks, out: str):
     from jgrok import rundir, tables
-    from jgrok.analysis.phases import classify_table
+    from jgrok.analysis.phases import classify_table, write_phase_rule
 
     alphas = tuple(sorted(set(cli.parse_floats(FLAGS.control_alphas, "control_alphas")
                               if FLAGS.control_alphas else (1.0, *base.sweep.init_scales))))
@@ -105,6 +106,7 @@ def part_control(base, tasks, out: str):
                                      "gen_step", "delay", "delay_ratio", "val_acc_at_fit",
                                      "plateau", "final_train_acc", "final_val_acc"]]
     tables.write_csv(phases, os.path.join(out, "phases.csv"))
+    write_phase_rule(th, out)  # the thresholds of these labels (gen_acc 0.98 by default)
     tables.write_csv(df, os.path.join(out, "metrics.csv"))
     md = (f"\n## Phase classification ({th.describe()}; delay = gen_step - fit_step)\n\n"
           + tables.markdown_table(phases, missing="-") + "\n")
