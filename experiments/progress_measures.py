@@ -34,8 +34,13 @@ from jgrok.errors import ConfigError
 
 flags.DEFINE_integer("n_keys", 3, "number of key frequencies", lower_bound=1)
 flags.DEFINE_enum("key_source", "embed", ["embed", "neurons"], "how key frequencies are chosen")
-flags.DEFINE_bool("replot", False, "transformer presets: no training; redo phases, table and "
-                  "figure from <out>/metrics.csv")
+flags.DEFINE_float("key_threshold", 0.0, "transformer presets: each run's final key "
+                   "frequencies are those whose share of the embedding's squared Fourier norm "
+                   "exceeds this many times the mean share (0: the --n_keys largest)",
+                   lower_bound=0.0)
+flags.DEFINE_bool("replot", False, "transformer presets: no training; redo the final-key "
+                  "measures (from <out>/param_snapshots), phases, tables and figures from "
+                  "<out>/metrics.csv")
 
 FLAGS.set_default("preset", "nanda_cpu")
 
@@ -62,18 +67,26 @@ def run_nanda(cfg, dataset, out):
         df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=on_eval,
                               extra_config=dict(flags=FLAGS.flag_values_dict()),
                               memory_limit=memory_limit(), tensorboard=FLAGS.tensorboard)
-        df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys)
-        tables.write_csv(df, os.path.join(out, "metrics.csv"))
+    masks = None
+    if FLAGS.key_threshold > 0:
+        final = measures.load_params(os.path.join(snapshots, f"{int(df.step.max())}.npz"),
+                                     measures.sweep_state_params(engine))
+        masks = measures.final_key_masks(engine, engine.shard_runs(final), FLAGS.key_threshold)
+    df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys, masks)
+    tables.write_csv(df, os.path.join(out, "metrics.csv"))
     df["key_freqs"] = df["key_freqs"].astype(str)
-    masks = np.asarray(jax.device_get(engine.run_data.train_mask))
-    shares = {i: measures.commutation_share(masks[i], p) for i in range(engine.n_runs)}
-    phases = measures.phase_boundaries(df, shares)
+    train_masks = np.asarray(jax.device_get(engine.run_data.train_mask))
+    shares = {i: measures.commutation_share(train_masks[i], p) for i in range(engine.n_runs)}
+    phases = measures.phase_boundaries(df, shares, p)
     tables.write_csv(phases, os.path.join(out, "phases.csv"))
     table = measures.key_frequency_markdown(df[df.step == df.step.max()].sort_values("run"),
                                             phases, df)
     tables.write_text(table, os.path.join(out, "key_frequencies.md"))
+    comparison = measures.paper_comparison_markdown(phases, df)
+    tables.write_text(comparison, os.path.join(out, "paper_comparison.md"))
     figures.plot_progress_measures(df, phases, os.path.join(out, "progress_measures.png"))
-    print(phases.to_string(index=False) + "\n" + table)
+    figures.plot_nanda_phases(df, phases, os.path.join(out, "nanda_phases.png"))
+    print(phases.to_string(index=False) + "\n" + table + "\n" + comparison)
 
 
 def run_gromov(cfg, dataset, out):

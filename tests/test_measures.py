@@ -237,3 +237,73 @@ def test_phase_boundaries_follow_the_written_rules():
     assert (ph.loc[0, "memorized"], ph.loc[0, "cleanup_start"], ph.loc[0, "grokked"]) == (
         10.0, 20.0, 40.0)
     assert np.isnan(ph.loc[1, ["memorized", "cleanup_start", "grokked"]].astype(float)).all()
+
+
+def test_final_key_masks_find_the_frequencies_the_embedding_lives_on(tiny_engine):
+    eng = tiny_engine
+    per_run = [(2,), (1, 4), (3, 5)]
+    emb = np.stack([np.asarray(_fourier_params(P, ks, d=16)["embed"]["embedding"])
+                    for ks in per_run + per_run[:1] * (eng.n_padded - 3)])
+    rng = np.random.default_rng(0)
+    emb[:, :P] += 0.01 * rng.normal(size=emb[:, :P].shape)  # noise on every frequency
+    # p = 11 has 5 frequencies: two keys hold half the norm each, above 2x the mean share
+    masks = M.final_key_masks(eng, {"embed": {"embedding": jnp.asarray(emb)}}, threshold=2.0)
+    assert masks.shape == (3, P // 2 + 1)
+    assert [M.key_freqs_string(m) for m in masks] == ["2", "1 4", "3 5"]
+
+
+def test_phase_boundaries_find_the_test_loss_back_below_chance():
+    p = 5  # chance: ln 5 = 1.61
+    df = pd.DataFrame(dict(
+        run=[0] * 5, seed=[0] * 5, step=[0, 10, 20, 30, 40],
+        train_acc=[0.2, 1, 1, 1, 1], val_acc=[0.2, 0.2, 0.3, 0.9, 1.0],
+        full_test_loss=[1.5, 9.0, 3.0, 1.2, 0.01]))  # below ln 5 at 0, then again at 30
+    ph = M.phase_boundaries(df, {0: 0.0}, p).iloc[0]
+    assert ph.memorized == 10 and ph.test_loss_below_chance == 30
+    assert "test_loss_below_chance" not in M.phase_boundaries(df, {0: 0.0}).columns
+
+
+def _nanda_table():
+    steps = [0, 100, 200, 300]
+    rows = []
+    for run, keys in ((0, "14 35 41 42 52"), (1, "14 35")):
+        for i, s in enumerate(steps):
+            rows.append(dict(run=run, seed=run, step=s, train_acc=[0.1, 1, 1, 1][i],
+                             val_acc=[0.0, 0.3, 0.5, 1.0][i], full_train_loss=10.0 ** -i,
+                             full_test_loss=[4.7, 20, 3, 1e-3][i], key_freqs=keys,
+                             final_key_freqs=keys, restricted_loss_final_keys=1.0,
+                             excluded_loss_final_keys=2.0, gini_embed=0.1 * i,
+                             gini_unembed=0.2 * i, sum_sq_weights=100.0 - i))
+    return pd.DataFrame(rows)
+
+
+def test_paper_comparison_puts_each_seed_beside_the_published_numbers():
+    df = _nanda_table()
+    ph = M.phase_boundaries(df, {0: 0.3, 1: 0.3}, 113)
+    md = M.paper_comparison_markdown(ph, df).splitlines()
+    assert len(md) == 5 and md[2].startswith("| Nanda et al. | ~1,400 | ~9,400 |")
+    assert "14 35 41 42 52 (5)" in md[2]
+    # seed 0: memorized 100, clean-up start 200 (0.5 > 0.35), back below ln 113 at 200,
+    # grokked 300; final losses from the last evaluation
+    assert md[3] == ("| jgrok seed 0 | 100 | 200 | 200 | 300 | 14 35 41 42 52 (5) | "
+                     "1.00e-03 | 1.00e-03 |")
+    assert md[4].split(" | ")[5] == "14 35 (2)"
+
+
+def test_nanda_phases_figure_draws_every_seed_and_shades_the_median_phases():
+    from jgrok.figures.progress import nanda_phases_figure
+
+    df = _nanda_table()
+    ph = M.phase_boundaries(df, {0: 0.3, 1: 0.3}, 113)
+    ph.loc[1, ["memorized", "cleanup_start", "grokked"]] = [200.0, 300.0, float("nan")]
+    fig = nanda_phases_figure(df, ph)
+    axes = [a for a in fig.axes if a.get_title(loc="left")]
+    assert len(axes) == 6
+    curves = [2, 2, 2, 2, 1, 2]  # per panel, each drawn once per seed
+    assert [len(a.lines) for a in axes] == [2 * c for c in curves]
+    assert axes[0].get_yscale() == "log" and axes[4].get_yscale() == "linear"
+    np.testing.assert_allclose(axes[4].lines[1].get_ydata(), [100, 99, 98, 97])
+    # medians over the seeds: memorized (100, 200) -> 150, clean-up start (200, 300) -> 250,
+    # grokked (300, nan) -> 300
+    xs = sorted((p.get_x(), p.get_x() + p.get_width()) for p in axes[0].patches)
+    assert xs == [(0.0, 150.0), (150.0, 250.0), (250.0, 300.0)]

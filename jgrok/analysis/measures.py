@@ -341,9 +341,11 @@ def commutation_share(train_mask, p):
     return float((tm.T & ~tm).sum() / max((~tm).sum(), 1))
 
 
-def phase_boundaries(df, shares):
+def phase_boundaries(df, shares, p: Optional[int] = None):
     """One row per run: memorized, cleanup_start, grokked (rules in the module docstring);
-    ``shares[run]`` is the run's commutation share."""
+    ``shares[run]`` is the run's commutation share. With the modulus ``p`` also
+    ``test_loss_below_chance``: the first evaluation after ``memorized`` at which the test loss
+    (``full_test_loss``) is at or below ln p again."""
     rows = []
     for run, g in df.groupby("run"):
         g = g.sort_values("step")
@@ -351,9 +353,14 @@ def phase_boundaries(df, shares):
         mem = _first(s, g.train_acc.to_numpy(), MEM_ACC)
         clean = (_first(s, g.val_acc.to_numpy(), shares[run] + CLEAN_MARGIN, after=mem)
                  if not math.isnan(mem) else float("nan"))
-        rows.append(dict(run=run, seed=int(g.seed.iloc[0]), commutation_share=shares[run],
-                         memorized=mem,
-                         cleanup_start=clean, grokked=_first(s, g.val_acc.to_numpy(), GROK_ACC)))
+        row = dict(run=run, seed=int(g.seed.iloc[0]), commutation_share=shares[run],
+                   memorized=mem, cleanup_start=clean,
+                   grokked=_first(s, g.val_acc.to_numpy(), GROK_ACC))
+        if p is not None:  # the test loss back below chance, ln p, after its memorization peak
+            row["test_loss_below_chance"] = (
+                float("nan") if math.isnan(mem) else
+                _first(s, -g.full_test_loss.to_numpy(), -math.log(p), after=mem))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -367,6 +374,44 @@ def key_frequency_markdown(final: pd.DataFrame, phases: pd.DataFrame, df: pd.Dat
         last = df[(df.run == r.run)].sort_values("step").iloc[-1]
         lines.append(f"| {int(last.seed)} | {int(r.run)} | {r.key_freqs} | {ph.memorized:g} | "
                      f"{ph.cleanup_start:g} | {ph.grokked:g} | {last.val_acc:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+#: Nanda et al. (2023), mainline run (p = 113, 30% of the pairs, 40k full-batch steps), as the
+#: paper reports it: the phase boundaries (memorization 0-1.4k, circuit formation 1.4k-9.4k,
+#: clean-up 9.4k-13.3k epochs), its five key frequencies, and "after around 10,000 epochs,
+#: the network generalizes".
+NANDA_PAPER = dict(memorization_end=1_400, cleanup_start=9_400, cleanup_end=13_300,
+                   key_freqs=(14, 35, 41, 42, 52), generalizes_near=10_000)
+
+
+def _step(v) -> str:
+    return "not reached" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.0f}"
+
+
+def paper_comparison_markdown(phases: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Markdown table: :data:`NANDA_PAPER` beside each run's phases (``phases``: rows of
+    :func:`phase_boundaries` with ``p``), its final key frequencies (``final_key_freqs``) and
+    its final losses (the last evaluation of ``df``)."""
+    paper = NANDA_PAPER
+    head = ["", "memorization ends (train acc 99%)", "clean-up starts (test acc > "
+            "commutation share + 5%)", "test loss back below chance (ln p)",
+            "clean-up ends (test acc 99%)", "key frequencies (count)", "final train loss",
+            "final test loss"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+             f"| Nanda et al. | ~{_step(paper['memorization_end'])} | "
+             f"~{_step(paper['cleanup_start'])} | (generalizes after ~"
+             f"{_step(paper['generalizes_near'])}) | ~{_step(paper['cleanup_end'])} | "
+             f"{' '.join(map(str, paper['key_freqs']))} ({len(paper['key_freqs'])}) | "
+             f"(figure only) | (figure only) |"]
+    for _, ph in phases.sort_values("run").iterrows():
+        last = df[df.run == ph.run].sort_values("step").iloc[-1]
+        keys = str(last.get("final_key_freqs", last.key_freqs)).split()
+        lines.append(
+            f"| jgrok seed {int(ph.seed)} | {_step(ph.memorized)} | {_step(ph.cleanup_start)} | "
+            f"{_step(ph.get('test_loss_below_chance'))} | {_step(ph.grokked)} | "
+            f"{' '.join(keys)} ({len(keys)}) | {last.full_train_loss:.2e} | "
+            f"{last.full_test_loss:.2e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -393,29 +438,69 @@ def load_params(path, like):
                                   [z[f"arr_{i}"] for i in range(len(z.files))])
 
 
-def with_final_key_losses(engine, df: pd.DataFrame, snapshot_dir, n_keys: int) -> pd.DataFrame:
-    """``df`` (a metrics table with the per-evaluation ``key_freqs``) plus
-    ``restricted_loss_final_keys`` and ``excluded_loss_final_keys``: the restricted and excluded
-    loss of the weights of every evaluation (read from ``<snapshot_dir>/<step>.npz``, written
-    by :func:`save_params`) with each run's key frequencies at the last evaluation."""
-    from jgrok import sweep
-
+def final_key_masks(engine, params, threshold: float = 3.0) -> np.ndarray:
+    """``(n_runs, p//2 + 1)`` bool: each run's key frequencies in the weights ``params``
+    (batched like the state's), by the threshold rule of
+    :func:`jgrok.analysis.progress.key_frequencies`: every non-constant frequency whose share
+    of the operand embedding's squared Fourier norm exceeds ``threshold`` times the mean
+    share. How many there are follows from the weights, as in Nanda et al.'s Figure 3a."""
     p = _check_engine(engine)
+    norms = jax.device_get(jax.vmap(lambda w: pm.embedding_fourier_norms(
+        operand_embedding(w, p)))(params))
+    masks = np.zeros((engine.n_runs, p // 2 + 1), bool)
+    for i in range(engine.n_runs):
+        masks[i, pm.key_frequencies(norms[i], threshold=threshold)] = True
+    return masks
+
+
+def masks_from_strings(key_freqs, p: int) -> np.ndarray:
+    """Masks ``(len(key_freqs), p//2 + 1)`` from strings like ``"14 35 41"``."""
+    masks = np.zeros((len(key_freqs), p // 2 + 1), bool)
+    for i, ks in enumerate(key_freqs):
+        masks[i, [int(k) for k in str(ks).split()]] = True
+    return masks
+
+
+#: the columns :func:`with_final_key_losses` adds (and replaces when they are there)
+FINAL_KEY_COLUMNS = ("restricted_loss_final_keys", "excluded_loss_final_keys", "final_key_freqs")
+
+
+def with_final_key_losses(engine, df: pd.DataFrame, snapshot_dir, n_keys: int,
+                          masks: Optional[np.ndarray] = None) -> pd.DataFrame:
+    """``df`` (a metrics table with the per-evaluation ``key_freqs``) plus
+    ``restricted_loss_final_keys``, ``excluded_loss_final_keys`` and ``final_key_freqs``: the
+    restricted and excluded loss of the weights of every evaluation (read from
+    ``<snapshot_dir>/<step>.npz``, written by :func:`save_params`) with each run's final key
+    frequencies: ``masks`` (``(n_runs, p//2 + 1)``, e.g. :func:`final_key_masks`), or the
+    ``key_freqs`` of the last evaluation. The full train and test losses are recomputed in the
+    same pass, so that a table written before the measures' losses were exact gets exact
+    ones."""
+    p = _check_engine(engine)
+    df = df.drop(columns=[c for c in FINAL_KEY_COLUMNS if c in df.columns])
     final = df[df.step == df.step.max()].sort_values("run")
-    masks = np.zeros((engine.n_padded, p // 2 + 1), bool)
-    for i, ks in enumerate(final.key_freqs.astype(str)):
-        masks[i, [int(k) for k in ks.split()]] = True
-    like = sweep.init_state(engine).params
+    if masks is None:
+        masks = masks_from_strings(final.key_freqs.astype(str), p)
+    like = jax.tree.map(np.asarray, sweep_state_params(engine))
     fixed = []
     for step in sorted(df.step.unique()):
         params = load_params(os.path.join(snapshot_dir, f"{int(step)}.npz"), like)
         f = sweep_progress_measures(engine, None, n_keys, freq_masks=masks,
                                     params=engine.shard_runs(params))
         fixed.append(f.assign(step=int(step))[["run", "step", "restricted_loss",
-                                               "excluded_loss"]])
-    return df.merge(pd.concat(fixed).rename(columns=dict(
-        restricted_loss="restricted_loss_final_keys",
-        excluded_loss="excluded_loss_final_keys")), on=["run", "step"])
+                                               "excluded_loss", "full_train_loss",
+                                               "full_test_loss"]])
+    fixed = pd.concat(fixed).rename(columns=dict(
+        restricted_loss="restricted_loss_final_keys", excluded_loss="excluded_loss_final_keys"))
+    fixed["final_key_freqs"] = [key_freqs_string(masks[r]) for r in fixed.run]
+    out = df.drop(columns=["full_train_loss", "full_test_loss"]).merge(fixed, on=["run", "step"])
+    return out[list(df.columns) + list(FINAL_KEY_COLUMNS)]
+
+
+def sweep_state_params(engine):
+    """The engine's initial parameters (batched): the tree structure snapshots load into."""
+    from jgrok import sweep
+
+    return sweep.init_state(engine).params
 
 
 def ipr_summary(ipr: pd.DataFrame) -> str:
