@@ -249,3 +249,23 @@ def test_every_diagram_has_a_setting_and_no_nan():
     for folder in atlas.find_diagrams(RESULTS):
         d = atlas.load_diagram(RESULTS, folder)
         assert d.setting["steps"] > 0 and not math.isnan(len(d.runs))
+
+
+def test_nanda_block_puts_the_run_beside_the_paper(tmp_path):
+    folder = tmp_path / "nanda"
+    folder.mkdir()
+    rows = [dict(run=0, seed=0, step=s, train_acc=a, val_acc=v, full_train_loss=tl,
+                 full_test_loss=vl, key_freqs="1 2", final_key_freqs="14 35 41")
+            for s, a, v, tl, vl in ((0, 0.1, 0.0, 4.7, 4.7), (100, 1.0, 0.3, 1e-3, 9.0),
+                                    (200, 1.0, 1.0, 1e-7, 2e-7))]
+    pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
+    pd.DataFrame([dict(run=0, seed=0, commutation_share=0.3, memorized=100.0,
+                       cleanup_start=200.0, grokked=200.0,
+                       test_loss_below_chance=200.0)]).to_csv(folder / "phases.csv",
+                                                              index=False)
+    text = "x\n<!-- generated:nanda nanda -->\nold\n<!-- generated:end -->\n"
+    out = atlas.update_text(text, tmp_path).splitlines()
+    assert out[4].startswith("| Nanda et al. | ~1,400 | ~9,400 |")
+    assert out[5] == ("| jgrok seed 0 | 100 | 200 | 200 | 200 | 14 35 41 (3) | 1.00e-07 | "
+                      "2.00e-07 |")
+    assert out[-1] == "<!-- generated:end -->"

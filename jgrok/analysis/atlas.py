@@ -36,6 +36,9 @@ Kinds (``FOLDER`` relative to the results folder):
   studies, whose accuracy never reaches 0.99).
 * ``csv FILE`` -- columns ``cols=`` of a committed CSV (``FILE`` relative to the results
   folder), rows filtered by ``column=value``.
+* ``nanda FOLDER`` -- a progress-measures run beside Nanda et al.'s published numbers
+  (:func:`jgrok.analysis.measures.paper_comparison_markdown` of its ``phases.csv`` and
+  ``metrics.csv``).
 
 Options: ``key=value`` with a coordinate name filters runs (``fraction=0.9``, several values
 ``init_scale=1,10``); a :class:`PhaseThresholds` field name (``gen_acc=0.9``) labels with that
@@ -69,7 +72,7 @@ on a line of its own."""
 _OPEN = re.compile(r"^<!-- generated:(?!end -->)", re.M)
 _CLOSE = re.compile(r"^<!-- generated:end -->$", re.M)
 
-KINDS = ("atlas", "grid", "cells", "runs", "spikes", "summary", "csv")
+KINDS = ("atlas", "grid", "cells", "runs", "spikes", "summary", "csv", "nanda")
 
 #: how a coordinate is named in cell labels
 _COORD_NAMES = {"init_scale": "α", "weight_decay": "wd", "lr": "lr", "fraction": ""}
@@ -651,6 +654,12 @@ def render_block(spec: str, root: str | os.PathLike, link_prefix: str = "") -> s
             local[k] = v
         else:
             filters[k] = v.split(",")
+    if kind == "nanda":
+        from jgrok.analysis.measures import paper_comparison_markdown
+
+        base = os.path.join(root, folder)
+        return paper_comparison_markdown(pd.read_csv(os.path.join(base, "phases.csv")),
+                                         pd.read_csv(os.path.join(base, "metrics.csv"))) + "\n"
     if kind == "csv":
         return render_csv(root, folder, local["cols"].split(",") if "cols" in local else None,
                           filters) + "\n\n"
