@@ -1,6 +1,5 @@
 """The divergence check once per call (`train.train_wave`, the engine's waves) against the
-check at every step (`train.train_steps` mapped over the same waves, the engine before
-2026-12-06), timed in turn in one process. Not a test.
+check at every step (`train.train_steps` mapped over the same waves), timed in turn in one process. Not a test.
 
     python benchmarks/bench_divergence_check.py                  # both models, R = 32
     python benchmarks/bench_divergence_check.py --models=mlp --reps=10 --out=results/benchmarks/x.md

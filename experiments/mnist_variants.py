@@ -12,9 +12,7 @@ output vs CE at alpha 1 and ``--init_scales`` on MNIST 0-vs-1 and a separable ta
 ``--control_steps`` steps, phases with ``--gen_acc`` 0.98 unless given). Each variant is a
 run directory <out>/<part>/[<task>/]<variant>/ (`--resume`); per part: metrics.csv, tables.md
 (step x accuracy x norm), summary.csv, acc_norm.png/.pdf; control: phases.csv and
-phase_rule.json.
-Renamed 2026-12-02: --alpha -> --init_scales, --setup=X -> --preset=omnigrok_X; --seeds: 1 (was 2)
-"""
+phase_rule.json."""
 
 from __future__ import annotations
 

@@ -18,10 +18,6 @@ weight decays in its own resumable run directory <out>/<variant>/ (`jgrok.rundir
 <out>/summary.md and .csv (per variant x alpha x weight decay: final train/val accuracy, the
 step at which val accuracy first comes within 0.01 of its final value, weight norm at start and
 end) and <out>/acc_norm.png/.pdf.
-
-Flags renamed on 2026-12-02: --setup=NAME is --preset=omnigrok_NAME, --alphas is
---init_scales, --lr is --lrs, --losses/--constant_norm are --variants (--losses=mse
---constant_norm=both is --variants=mse,mse-constnorm).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Nanda et al.'s progress measures over training, several seeds; or Gromov's IPR.
 
     python experiments/progress_measures.py --p=53 --steps=4000 --seeds=3 --out=results/progress
+    python experiments/progress_measures.py --preset=nanda --key_threshold=3 --out=results/nanda_p113
     python experiments/progress_measures.py --preset=gromov_cpu --out=results/progress/gromov
 
 Starts from the preset ``nanda_cpu`` (`jgrok.presets.nanda_preset` at a CPU size: p = 53, 4000
@@ -9,17 +10,15 @@ steps, 3 seeds, an evaluation every 40 steps); every config flag given (``--p``,
 ...) overrides it. A transformer preset adds `jgrok.analysis.measures.sweep_progress_measures`
 to metrics.csv at every evaluation; after training, each run's final key frequencies are
 applied to the weights of every evaluation (kept in <out>/param_snapshots/), as Nanda et al.
-plot them. Writes phases.csv (`measures.phase_boundaries`), key_frequencies.md,
-progress_measures.png. An MLP preset (``--preset=gromov_cpu``: `jgrok.presets.gromov_preset`,
+plot them (``--key_threshold``: the final key frequencies by the threshold rule of
+`measures.final_key_masks`, as many as the weights hold). Writes phases.csv
+(`measures.phase_boundaries`), key_frequencies.md, paper_comparison.md (beside Nanda et al.'s
+published numbers), progress_measures.png and nanda_phases.png (the paper's layout).
+``--preset=nanda`` is the paper's run at its size (p = 113, 40k steps, 3 seeds). An MLP preset (``--preset=gromov_cpu``: `jgrok.presets.gromov_preset`,
 p = 97, 3000 steps, 3 seeds, an evaluation every 30 steps; ``--optimizer=adamw
 --weight_decays=1`` is its AdamW variant) writes ipr.csv (each neuron's IPR, initial and final),
 ipr_curve.csv and gromov_ipr.png. `--out` is a resumable run directory
 (`jgrok.rundir.run_sweep`; `--resume` continues it).
-
-Flags renamed on 2026-12-02: --preset=gromov is --preset=gromov_cpu (--preset=nanda / gromov
-are now the papers' full sizes), --fraction, --lr, --weight_decay are --fractions, --lrs,
---weight_decays, --width is --mlp_width, --variant=adamw is --optimizer=adamw
---weight_decays=1; --eval_every defaults to the preset's (was steps/100).
 """
 
 from __future__ import annotations

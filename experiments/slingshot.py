@@ -16,10 +16,7 @@ Each variant is a resumable run directory <out>/<variant>/ (`jgrok.rundir.run_sw
 per-step logger `jgrok.slingshot.advance_logged`: training loss and last-layer norm at EVERY
 step; accuracy every ``--eval_every`` steps; ``--resume`` continues). Spikes: per-step
 `jgrok.analysis.spikes.per_step_spikes`. Writes <out>/steps.csv, metrics.csv, spikes.csv,
-summary.csv and slingshot.png.
-
-Flags renamed on 2026-12-02: --fraction, --lr, --weight_decay are --fractions, --lrs,
---weight_decays."""
+summary.csv and slingshot.png."""
 
 from __future__ import annotations
 
