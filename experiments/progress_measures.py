@@ -66,13 +66,15 @@ def run_nanda(cfg, dataset, out):
         df = rundir.run_sweep(cfg, dataset, out, resume=FLAGS.resume, on_eval=on_eval,
                               extra_config=dict(flags=FLAGS.flag_values_dict()),
                               memory_limit=memory_limit(), tensorboard=FLAGS.tensorboard)
-    masks = None
-    if FLAGS.key_threshold > 0:
-        final = measures.load_params(os.path.join(snapshots, f"{int(df.step.max())}.npz"),
-                                     measures.sweep_state_params(engine))
-        masks = measures.final_key_masks(engine, engine.shard_runs(final), FLAGS.key_threshold)
-    df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys, masks)
-    tables.write_csv(df, os.path.join(out, "metrics.csv"))
+    if os.path.isdir(snapshots):  # (a committed run directory has none: its table is kept)
+        masks = None
+        if FLAGS.key_threshold > 0:
+            final = measures.load_params(os.path.join(snapshots, f"{int(df.step.max())}.npz"),
+                                         measures.sweep_state_params(engine))
+            masks = measures.final_key_masks(engine, engine.shard_runs(final),
+                                             FLAGS.key_threshold)
+        df = measures.with_final_key_losses(engine, df, snapshots, FLAGS.n_keys, masks)
+        tables.write_csv(df, os.path.join(out, "metrics.csv"))
     df["key_freqs"] = df["key_freqs"].astype(str)
     train_masks = np.asarray(jax.device_get(engine.run_data.train_mask))
     shares = {i: measures.commutation_share(train_masks[i], p) for i in range(engine.n_runs)}
