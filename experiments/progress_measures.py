@@ -12,7 +12,7 @@ to metrics.csv at every evaluation; after training, each run's final key frequen
 applied to the weights of every evaluation (kept in <out>/param_snapshots/), as Nanda et al.
 plot them (``--key_threshold``: the final key frequencies by the threshold rule of
 `measures.final_key_masks`, as many as the weights hold). Writes phases.csv
-(`measures.phase_boundaries`), key_frequencies.md, paper_comparison.md (beside Nanda et al.'s
+(`measures.phase_boundaries`), spikes.csv, key_frequencies.md, paper_comparison.md (beside Nanda et al.'s
 published numbers), progress_measures.png and nanda_phases.png (the paper's layout).
 ``--preset=nanda`` is the paper's run at its size (p = 113, 40k steps, 3 seeds). An MLP preset (``--preset=gromov_cpu``: `jgrok.presets.gromov_preset`,
 p = 97, 3000 steps, 3 seeds, an evaluation every 30 steps; ``--optimizer=adamw
@@ -50,6 +50,7 @@ def run_nanda(cfg, dataset, out):
 
     from jgrok import figures, rundir, sweep, tables
     from jgrok.analysis import measures
+    from jgrok.analysis.spikes import spikes_table
 
     p = cfg.task.p
     engine = sweep.build_engine(cfg, dataset)  # the measures' view of the sweep's runs
@@ -83,6 +84,7 @@ def run_nanda(cfg, dataset, out):
     table = measures.key_frequency_markdown(df[df.step == df.step.max()].sort_values("run"),
                                             phases, df)
     tables.write_text(table, os.path.join(out, "key_frequencies.md"))
+    tables.write_csv(spikes_table(df), os.path.join(out, "spikes.csv"))  # training-loss spikes
     comparison = measures.paper_comparison_markdown(phases, df)
     tables.write_text(comparison, os.path.join(out, "paper_comparison.md"))
     figures.plot_progress_measures(df, phases, os.path.join(out, "progress_measures.png"))
