@@ -269,7 +269,7 @@ def test_torch_init_matches_nn_linear_bounds_and_omnigrok_norm():
     assert abs(np.sqrt(expected_sq) - 11.71) < 0.01
     assert abs(norm - np.sqrt(expected_sq)) < 0.02 * norm
     assert omnigrok_preset().model.weight_init == "torch"
-    with pytest.raises(ConfigError, match="dense MLP only"):
+    with pytest.raises(ConfigError, match="implemented for the dense model only"):
         ModelConfig(kind="mlp", weight_init="torch").validate()
 
 
