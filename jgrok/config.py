@@ -79,6 +79,14 @@ class ModelConfig:
     weight_init: str = setting(
         "default", "weight init: default (Flax) | torch (dense MLP: nn.Linear's) | nanda "
         "(transformer: Nanda et al.'s)")
+    # openai/grok's regularizers, off by default (results unchanged); training steps only, never
+    # evaluation; the random draws of a step come from the run's key (`train.unguarded_step`)
+    dropout: float = setting(
+        0.0, "dropout rate on each transformer block's feed-forward output, before its residual "
+        "sum (openai/grok's place), in training steps only (0: off)")
+    weight_noise: float = setting(
+        0.0, "std of Gaussian noise added to every parameter for each training step's forward "
+        "and backward pass, a new draw each step (openai/grok's weight_noise; 0: off)")
     # How the same function is computed (none of these changes the parameters or checkpoints).
     shortcuts: bool = setting(
         True, "compute only what the output reads and apply linear maps of the embeddings to the "
@@ -130,6 +138,17 @@ class ModelConfig:
         if self.matmul_precision not in ("highest", "high", "default"):
             raise ConfigError(f"unknown matmul_precision {self.matmul_precision!r}; known: "
                               f"highest, high, default")
+        if not (math.isfinite(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.dropout and self.kind != "transformer":
+            raise ConfigError(f"dropout is implemented for the transformer only (openai/grok's "
+                              f"place: the feed-forward output), not for model {self.kind!r}")
+        if not (math.isfinite(self.weight_noise) and self.weight_noise >= 0.0):
+            raise ConfigError(f"weight_noise={self.weight_noise} must be a finite number >= 0")
+
+
+GROKFAST_FILTERS = ("none", "ema", "ma")
+"""`OptimConfig.grokfast`: off, the exponential or the windowed moving average."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +165,16 @@ class OptimConfig:
     decay_to_init: bool = setting(False, "weight decay pulls towards the initial weights, not zero")
     constant_norm: bool = setting(
         False, "after each step, rescale the weights to their initial global norm")
+    # Grokfast (Lee et al. 2024): a low-pass filter of the gradients, amplified and added to
+    # them before the optimizer; its strength lambda (and the EMA's alpha) are per-run grid axes
+    # (SweepConfig.grokfast_lambdas, grokfast_alphas)
+    grokfast: str = setting(
+        "none", "Grokfast gradient filter before the optimizer: none | ema (g + lambda * EMA "
+        "of the gradients) | ma (g + lambda * mean of the last grokfast_window gradients)")
+    grokfast_window: int = setting(100, "Grokfast ma: gradients in the moving window")
+    grokfast_warmup: bool = setting(
+        True, "Grokfast ma: filter only once the window is full (the paper's warmup); off: "
+        "the mean of the gradients so far from the first step")
 
     def validate(self) -> None:
         if self.name not in ("adamw", "adam", "sgd"):
@@ -154,6 +183,12 @@ class OptimConfig:
             raise ConfigError(f"unknown schedule {self.schedule!r}; known: constant, cosine")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps={self.warmup_steps} must be >= 0")
+        if self.grokfast not in GROKFAST_FILTERS:
+            raise ConfigError(f"unknown grokfast filter {self.grokfast!r}; known: "
+                              f"{', '.join(GROKFAST_FILTERS)}")
+        if not 1 <= self.grokfast_window <= MAX_WIDTH:
+            raise ConfigError(f"grokfast_window={self.grokfast_window} must be in "
+                              f"[1, {MAX_WIDTH}]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +249,17 @@ def _geomspace(lo: float, hi: float, n: int) -> list[float]:
     return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
 
 
-GRID_AXES = ("seed", "split_seed", "fraction", "weight_decay", "lr", "init_scale")
+GRID_AXES = ("seed", "split_seed", "fraction", "weight_decay", "lr", "init_scale",
+             "grokfast_lamb", "grokfast_alpha")
+"""The keys a run's grid coordinates may have, in their order. The Grokfast axes are present
+only where they are used (`SweepConfig.grid`): a sweep without the filter has the six before."""
+
+#: the Grokfast axes' values of a sweep without the filter
+GROKFAST_OFF = dict(grokfast_lambdas=(0.0,), grokfast_alphas=(0.98,))
+
+#: SweepConfig fields that list the values of one axis each (seeds and split seeds aside)
+_VALUE_AXES = ("fractions", "weight_decays", "lrs", "init_scales", "grokfast_lambdas",
+               "grokfast_alphas")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,9 +279,14 @@ class SweepConfig:
     # every initial parameter, biases included, multiplied by this (Omnigrok's alpha)
     init_scales: tuple[float, ...] = setting(
         (1.0,), "every initial parameter multiplied by these (Omnigrok's alpha)")
+    grokfast_lambdas: tuple[float, ...] = setting(
+        (0.0,), "Grokfast amplification lambda of the filtered gradient (with optim.grokfast "
+        "ema or ma; 0 leaves the gradients as they are)")
+    grokfast_alphas: tuple[float, ...] = setting(
+        (0.98,), "Grokfast ema: the moving average's decay alpha (with optim.grokfast=ema)")
 
     def validate(self) -> None:
-        for name in ("seeds", "fractions", "weight_decays", "lrs", "init_scales"):
+        for name in ("seeds",) + _VALUE_AXES:
             if len(getattr(self, name)) == 0:
                 raise ConfigError(f"{name} is empty; give at least one value")
         for f in self.fractions:
@@ -252,6 +302,12 @@ class SweepConfig:
         for a in self.init_scales:
             if not (math.isfinite(a) and a > 0):
                 raise ConfigError(f"init scale {a} must be a finite number > 0")
+        for lamb in self.grokfast_lambdas:
+            if not (math.isfinite(lamb) and lamb >= 0):
+                raise ConfigError(f"grokfast lambda {lamb} must be a finite number >= 0")
+        for a in self.grokfast_alphas:
+            if not (math.isfinite(a) and 0 <= a < 1):
+                raise ConfigError(f"grokfast alpha {a} must be in [0, 1)")
         for s in tuple(self.seeds) + tuple(self.split_seeds or ()):
             if int(s) != s or not 0 <= s < 2**32:
                 raise ConfigError(f"seed {s} must be an integer in [0, 2**32)")
@@ -262,20 +318,37 @@ class SweepConfig:
     def n_runs(self) -> int:
         """Number of runs in `grid()`, without building it."""
         n_split = 1 if self.split_seeds is None else len(self.split_seeds)
-        return math.prod(len(getattr(self, k)) for k in
-                         ("seeds", "fractions", "weight_decays", "lrs", "init_scales")) * n_split
+        return math.prod(len(getattr(self, k)) for k in ("seeds",) + _VALUE_AXES) * n_split
 
-    def grid(self) -> list[dict]:
-        """One dict per run, keys `GRID_AXES`, in a fixed order (seed varies fastest last)."""
+    def grokfast_axes(self, grokfast: str = "none") -> tuple[str, ...]:
+        """The Grokfast keys of this grid's rows under filter `grokfast`
+        (`OptimConfig.grokfast`): `grokfast_lamb` with a filter, `grokfast_alpha` with the EMA,
+        and either one wherever its values are not those of a sweep without the filter (an
+        invalid experiment, `ExperimentConfig.validate`, whose runs stay told apart)."""
+        keys = []
+        if grokfast != "none" or tuple(self.grokfast_lambdas) != GROKFAST_OFF["grokfast_lambdas"]:
+            keys.append("grokfast_lamb")
+        if grokfast == "ema" or tuple(self.grokfast_alphas) != GROKFAST_OFF["grokfast_alphas"]:
+            keys.append("grokfast_alpha")
+        return tuple(keys)
+
+    def grid(self, grokfast: str = "none") -> list[dict]:
+        """One dict per run, keys `GRID_AXES` (the Grokfast ones where `grokfast_axes` has
+        them; `ExperimentConfig.grid` passes the experiment's filter), in a fixed order (seed
+        varies fastest last; a sweep's order without Grokfast axes is the one it had before
+        they were added)."""
         rows = []
         splits = self.split_seeds
-        for frac, wd, lr, a in itertools.product(self.fractions, self.weight_decays, self.lrs,
-                                                 self.init_scales):
+        gf = self.grokfast_axes(grokfast)
+        for frac, wd, lr, a, lamb, ema in itertools.product(
+                self.fractions, self.weight_decays, self.lrs, self.init_scales,
+                self.grokfast_lambdas, self.grokfast_alphas):
+            extra = dict(grokfast_lamb=float(lamb), grokfast_alpha=float(ema))
             for seed in self.seeds:
                 for split in (splits if splits is not None else (seed,)):
                     rows.append(dict(seed=int(seed), split_seed=int(split), fraction=float(frac),
                                      weight_decay=float(wd), lr=float(lr),
-                                     init_scale=float(a)))
+                                     init_scale=float(a), **{k: extra[k] for k in gf}))
         return rows
 
 
@@ -290,6 +363,17 @@ class ExperimentConfig:
     def validate(self) -> None:
         for part in (self.task, self.model, self.optim, self.train, self.sweep):
             part.validate()
+        sw, kind = self.sweep, self.optim.grokfast
+        for name, used in (("grokfast_lambdas", kind != "none"),
+                           ("grokfast_alphas", kind == "ema")):
+            if not used and tuple(getattr(sw, name)) != GROKFAST_OFF[name]:
+                raise ConfigError(f"{name}={list(getattr(sw, name))} is not used by "
+                                  f"grokfast={kind!r}; set --grokfast="
+                                  f"{'ema' if name == 'grokfast_alphas' else 'ema or ma'}")
+
+    def grid(self) -> list[dict]:
+        """The runs of the sweep (`SweepConfig.grid` under this experiment's Grokfast filter)."""
+        return self.sweep.grid(self.optim.grokfast)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -300,7 +384,7 @@ class ExperimentConfig:
             return None if x is None else tuple(x)
 
         sw = dict(d["sweep"])
-        for k in ("seeds", "fractions", "weight_decays", "lrs", "init_scales"):
+        for k in ("seeds",) + _VALUE_AXES:
             if k in sw:
                 sw[k] = tup(sw[k])
         sw["split_seeds"] = tup(sw.get("split_seeds"))

@@ -313,7 +313,8 @@ def count_runs(metrics: dict, thresholds: PhaseThresholds = PhaseThresholds()) -
 # ------------------------------------------------------------------------------------------
 
 #: grid coordinates that tell cells apart, with their short names in tags
-CELL_AXES = (("fraction", "frac"), ("weight_decay", "wd"), ("lr", "lr"), ("init_scale", "alpha"))
+CELL_AXES = (("fraction", "frac"), ("weight_decay", "wd"), ("lr", "lr"), ("init_scale", "alpha"),
+             ("grokfast_lamb", "lamb"), ("grokfast_alpha", "ema"))
 
 
 def require_tensorboardx() -> None:
@@ -343,8 +344,8 @@ class TensorBoardCells:
         from tensorboardX import SummaryWriter
 
         self.thresholds = thresholds
-        varying = [(k, short) for k, short in CELL_AXES
-                   if len({g[k] for g in grid}) > 1]
+        varying = [(k, short) for k, short in CELL_AXES  # (Grokfast's only where used)
+                   if len({g.get(k) for g in grid}) > 1]
         cells: dict = {}
         for i, g in enumerate(grid):
             name = "_".join(f"{short}{g[k]:g}" for k, short in varying) or "all"

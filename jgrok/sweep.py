@@ -20,7 +20,7 @@ import pandas as pd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jgrok import memory, train
-from jgrok.config import ExperimentConfig
+from jgrok.config import GROKFAST_OFF, ExperimentConfig
 from jgrok.data.split import Dataset, split_run
 from jgrok.models import build_model
 from jgrok.optim import make_optimizer
@@ -115,7 +115,7 @@ def build_engine(cfg: ExperimentConfig, dataset: Dataset, devices=None,
     `xla_options`: XLA compiler options of the engine's functions, (name, value) pairs (None:
     `compiler_options` of the devices; (): XLA's own defaults); they change float rounding."""
     cfg.validate()
-    grid = cfg.sweep.grid()
+    grid = cfg.grid()
     n_runs = len(grid)
     mesh = run_mesh(devices, n_runs)
     n_dev = mesh.devices.size
@@ -201,7 +201,8 @@ def _compiled(model_cfg, optim_cfg, steps, loss, loss_precision, n_classes, max_
                             loss_precision=loss_precision,
                             constant_norm=optim_cfg.constant_norm,
                             output_activation=model_cfg.output_activation,
-                            matmul_precision=model_cfg.matmul_precision)
+                            matmul_precision=model_cfg.matmul_precision,
+                            dropout=model_cfg.dropout, weight_noise=model_cfg.weight_noise)
     mesh = Mesh(np.array(devices), ("runs",))
     runs = NamedSharding(mesh, P("runs"))
     sample = jnp.zeros((1,) + input_shape, input_dtype)
@@ -255,19 +256,24 @@ def map_waves(f, xs, wave: int):
 
 
 def grid_arrays(engine: Engine) -> dict:
+    """The per-run values of `init_run`'s arguments, arrays over the padded run axis (the
+    Grokfast ones, absent from a grid without the filter, at their values without it)."""
     g = engine.grid + [engine.grid[-1]] * (engine.n_padded - engine.n_runs)
     out = dict(seed=np.array([r["seed"] for r in g], np.uint32),
                split_seed=np.array([r["split_seed"] for r in g], np.uint32),
                lr=np.array([r["lr"] for r in g], np.float32),
                weight_decay=np.array([r["weight_decay"] for r in g], np.float32),
-               init_scale=np.array([r["init_scale"] for r in g], np.float32))
+               init_scale=np.array([r["init_scale"] for r in g], np.float32),
+               **{k: np.array([r.get(k, GROKFAST_OFF[axis][0]) for r in g], np.float32)
+                  for k, axis in (("grokfast_lamb", "grokfast_lambdas"),
+                                  ("grokfast_alpha", "grokfast_alphas"))})
     return {k: engine.shard_runs(jnp.asarray(v)) for k, v in out.items()}
 
 
 def init_state(engine: Engine) -> train.RunState:
     g = grid_arrays(engine)
     return engine.init(g["seed"], g["split_seed"], g["lr"], g["weight_decay"],
-                       g["init_scale"])
+                       g["init_scale"], g["grokfast_lamb"], g["grokfast_alpha"])
 
 
 def advance(engine: Engine, state: train.RunState, n_steps: int) -> train.RunState:

@@ -56,12 +56,24 @@ class Problem:
     output_activation: str = "none"  # none | sigmoid | softmax, applied to the model output
     matmul_precision: str = "highest"  # ModelConfig.matmul_precision
     loss_precision: str = "float32"  # TrainConfig.loss_precision
+    dropout: float = 0.0  # ModelConfig.dropout: the model's dropout rate (training steps only)
+    weight_noise: float = 0.0  # ModelConfig.weight_noise: std of the training steps' noise
 
 
-def model_output(problem: Problem, params, x):
+#: `fold_in` constants of the random streams a training step draws besides its batch
+DROPOUT_STREAM, WEIGHT_NOISE_STREAM = 0x64726F70, 0x6E6F6973
+
+
+def model_output(problem: Problem, params, x, train_key=None):
+    """The model's outputs. `train_key`: a training step's key, which draws its dropout
+    masks (with `problem.dropout`); None (evaluation) is deterministic."""
     # the precision is read when the matmuls are traced (inside jit), forward and backward
     with jax.default_matmul_precision(problem.matmul_precision):
-        out = problem.model.apply({"params": params}, x)
+        if problem.dropout and train_key is not None:
+            out = problem.model.apply({"params": params}, x, train=True,
+                                      rngs=dict(dropout=train_key))
+        else:
+            out = problem.model.apply({"params": params}, x)
     if problem.output_activation == "sigmoid":
         return jax.nn.sigmoid(out)
     if problem.output_activation == "softmax":
@@ -97,17 +109,21 @@ def last_layer_norm(params) -> jax.Array:
     return optax.tree.norm(params["unembed"])
 
 
-def init_run(problem: Problem, sample_input, seed, split_seed, lr, weight_decay, init_scale
-             ) -> RunState:
-    """Initial state of one run. `seed` drives the weights, `split_seed` the data order;
-    every parameter, biases included, is multiplied by `init_scale` (Omnigrok's alpha)."""
+def init_run(problem: Problem, sample_input, seed, split_seed, lr, weight_decay, init_scale,
+             grokfast_lamb=0.0, grokfast_alpha=0.98) -> RunState:
+    """Initial state of one run. `seed` drives the weights, `split_seed` the data order (and
+    the training steps' dropout and weight noise); every parameter, biases included, is
+    multiplied by `init_scale` (Omnigrok's alpha). The Grokfast values are set where the
+    optimizer has a filter (`optim.make_optimizer`)."""
     key = jax.random.PRNGKey(seed)
     params = problem.model.init(key, sample_input)["params"]
-    params = jax.tree.map(lambda p: p * init_scale.astype(p.dtype), params)
+    params = jax.tree.map(lambda p: p * jnp.asarray(init_scale).astype(p.dtype), params)
     opt_state = problem.tx.init(params)
     hp = opt_state.hyperparams
-    hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
-    hp["weight_decay"] = jnp.asarray(weight_decay, hp["weight_decay"].dtype)
+    for name, value in (("learning_rate", lr), ("weight_decay", weight_decay),
+                        ("grokfast_lamb", grokfast_lamb), ("grokfast_alpha", grokfast_alpha)):
+        if name in hp:
+            hp[name] = jnp.asarray(value, hp[name].dtype)
     data_key = jax.random.fold_in(jax.random.PRNGKey(split_seed), 0x6A67)
     return RunState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32),
                     key=data_key, diverged=jnp.zeros((), bool),
@@ -132,9 +148,13 @@ def unguarded_step(problem: Problem, inputs, state: RunState, data: RunData):
     key = jax.random.fold_in(state.key, state.step)
     idx, w = sample_batch(key, data, problem.max_batch)
     x, y = inputs[idx], data.labels[idx]
+    dropout_key = jax.random.fold_in(key, DROPOUT_STREAM) if problem.dropout else None
 
     def loss_fn(params):
-        logits = model_output(problem, params, x)
+        if problem.weight_noise:
+            params = add_weight_noise(params, jax.random.fold_in(key, WEIGHT_NOISE_STREAM),
+                                      problem.weight_noise)
+        logits = model_output(problem, params, x, dropout_key)
         return jnp.sum(w * per_example_loss(logits, y, problem.loss, problem.n_classes,
                                              problem.loss_precision))
 
@@ -144,6 +164,16 @@ def unguarded_step(problem: Problem, inputs, state: RunState, data: RunData):
     if problem.constant_norm:
         params = rescale_to_norm(params, state.params)
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), loss
+
+
+def add_weight_noise(params, key, std: float):
+    """`params` plus independent N(0, std^2) noise on every value of every parameter (openai/grok's
+    weight noise: every weight and bias of its layers, LayerNorms and embedding included). The
+    gradient is taken at the noisy point and applies to the parameters themselves."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten([p + std * jax.random.normal(k, p.shape, p.dtype)
+                              for p, k in zip(leaves, keys)])
 
 
 def train_step(problem: Problem, inputs, state: RunState, data: RunData):

@@ -20,7 +20,7 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
                            max_len=cfg.max_len, use_bias=cfg.use_bias,
                            layer_norm=cfg.layer_norm, positions=cfg.positions,
                            shortcuts=cfg.shortcuts, dtype=dtype,
-                           weight_init=cfg.weight_init)
+                           weight_init=cfg.weight_init, dropout=cfg.dropout)
     if cfg.kind == "dense":
         return DenseMLP(n_out=vocab_size, width=cfg.mlp_width, depth=cfg.mlp_depth,
                         activation=cfg.mlp_activation, weight_init=cfg.weight_init, dtype=dtype)

@@ -8,6 +8,11 @@ logits over the whole vocabulary.
 With `layer_norm=False` and `positions="learned"` the same class is the 1-layer model of Nanda
 et al. (2023): residual blocks x = x + Attn(x); x = x + FFN(x), learned position embeddings.
 
+`dropout` (openai/grok's place and rate: default 0, off): in a training call
+(`train=True`, a "dropout" rng) each block's feed-forward output is dropped out before its
+residual sum, x = LN(x + Dropout(FFN(x))); openai/grok's attention dropout is commented out
+in its code, so there is none. Evaluation (`train=False`, the default) is deterministic.
+
 Two ways to compute the same function (`shortcuts`), with the same parameters (names, shapes
 and initialization), so checkpoints and initial weights do not depend on the choice:
 
@@ -24,7 +29,9 @@ and initialization), so checkpoints and initial weights do not depend on the cho
   (token, position) sums and gathered, under the same condition. All three are exact in real
   arithmetic; in float32 the outputs differ from the plain computation by summation order
   only (tests/test_models.py states the tolerance). For the paper's 2-layer model
-  (p = 97, batch 512) this executes 50% of the plain matmul FLOPs.
+  (p = 97, batch 512) this executes 50% of the plain matmul FLOPs. A training call with
+  dropout does without (2) and (3) (position 0's values then differ per example); its masks
+  are drawn for every position in both computations, so both drop the same values.
 """
 
 from __future__ import annotations
@@ -63,18 +70,30 @@ class _BlockBase(nn.Module):
     layer_norm: bool = True
     dtype: Optional[Any] = None
     kernel_init: Optional[Any] = None  # None: Flax's default (LeCun normal)
+    dropout: float = 0.0  # rate on the feed-forward output in training calls
 
     def _kernel(self) -> dict:
         return {} if self.kernel_init is None else dict(kernel_init=self.kernel_init)
 
-    def _after_attention(self, x):
-        """Called from the subclass's compact `__call__` (the submodules belong to it)."""
+    def _after_attention(self, x, train: bool = False, n_positions: Optional[int] = None):
+        """Called from the subclass's compact `__call__` (the submodules belong to it).
+        `x` (..., t, d) holds the last t of the block's `n_positions` positions (default t),
+        so that the dropout mask, drawn for all of them, does not depend on how many are
+        computed."""
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="attn_norm")(x)
         h = linear.Dense(self.d_ff, use_bias=self.use_bias, dtype=self.dtype, name="ffn_in",
                          **self._kernel())(x)
-        x = x + linear.Dense(self.d_model, use_bias=self.use_bias, dtype=self.dtype,
-                             name="ffn_out", **self._kernel())(nn.relu(h))
+        f = linear.Dense(self.d_model, use_bias=self.use_bias, dtype=self.dtype,
+                         name="ffn_out", **self._kernel())(nn.relu(h))
+        if train and self.dropout > 0:
+            t = f.shape[-2]
+            n = t if n_positions is None else n_positions
+            keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.dropout,
+                                        f.shape[:-2] + (n, f.shape[-1]))[..., n - t:, :]
+            f = jnp.where(keep, f / jnp.asarray(1.0 - self.dropout, f.dtype),
+                          jnp.zeros((), f.dtype))
+        x = x + f
         if self.layer_norm:
             x = nn.LayerNorm(use_bias=self.use_bias, dtype=self.dtype, name="ffn_norm")(x)
         return x
@@ -84,14 +103,14 @@ class Block(_BlockBase):
     """The plain block (`shortcuts=False`)."""
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
         mask = nn.make_causal_mask(jnp.ones(x.shape[:-1], jnp.int32))
         a = nn.MultiHeadDotProductAttention(
             num_heads=self.n_heads, qkv_features=self.d_model, out_features=self.d_model,
             use_bias=self.use_bias, dtype=self.dtype, name="attn", **self._kernel())(
                 x, x, mask=mask)
         x = x + a
-        return self._after_attention(x)
+        return self._after_attention(x, train)
 
 
 class Attention(nn.Module):
@@ -153,17 +172,19 @@ class FastBlock(_BlockBase):
     (x[..., 0, :] == first[tokens[..., 0]]); position 0's Q/K/V and output are computed on
     those V rows and gathered, and the returned `first` is the next block's. `table`
     (V, T, d), for the first block: its input for every token at every position (embedding +
-    position), so Q/K/V are projected on the table's rows and gathered."""
+    position), so Q/K/V are projected on the table's rows and gathered. `train`: a training
+    call (dropout, `tokens` None)."""
 
     @nn.compact
-    def __call__(self, x, tokens=None, first=None, table=None, last_only=False):
+    def __call__(self, x, tokens=None, first=None, table=None, last_only=False, train=False):
         attn = Attention(self.d_model, self.n_heads, self.use_bias, self.dtype,
                          self.kernel_init, name="attn")
         if tokens is None:
             q = attn.query(x[..., -1:, :] if last_only else x)
             k, v = attn.key(x), attn.value(x)
+            n = x.shape[-2]
             x = x[..., -1:, :] if last_only else x
-            return self._after_attention(x + attn(q, (k,), (v,))), None
+            return self._after_attention(x + attn(q, (k,), (v,)), train, n), None
         t = x.shape[-2]
         tok0, rest = tokens[..., :1], x[..., 1:, :]
         if table is not None:
@@ -203,6 +224,7 @@ class Transformer(nn.Module):
     shortcuts: bool = True  # compute only what the output needs (module docstring); exact
     dtype: Optional[Any] = None  # computation dtype (None: the parameters'; they stay float32)
     weight_init: str = "default"  # ModelConfig.weight_init: default | nanda
+    dropout: float = 0.0  # ModelConfig.dropout: rate on the FFN outputs in training calls
 
     def _inits(self) -> tuple:
         """(embedding, learned positions, block kernels, unembedding) initializers."""
@@ -213,8 +235,10 @@ class Transformer(nn.Module):
                 nn.initializers.lecun_normal())
 
     @nn.compact
-    def __call__(self, tokens):
-        """tokens: (..., T) int -> logits (..., vocab) at the last position."""
+    def __call__(self, tokens, train: bool = False):
+        """tokens: (..., T) int -> logits (..., vocab) at the last position. `train`: a
+        training call, with dropout (a "dropout" rng) when `dropout` > 0."""
+        train = bool(train) and self.dropout > 0
         embed_init, pos_init, kernel_init, unembed_init = self._inits()
         # gathered in float32, cast after (`linear.embed_rows`)
         embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=embed_init,
@@ -227,15 +251,16 @@ class Transformer(nn.Module):
         pe = pe[:t] if self.dtype is None else pe[:t].astype(self.dtype)
         x = linear.embed_rows(embed, tokens, self.dtype) + pe
         args = (self.d_model, self.n_heads, self.d_ff, self.use_bias, self.layer_norm,
-                self.dtype, kernel_init)
+                self.dtype, kernel_init, self.dropout)
         if not self.shortcuts:
             for i in range(self.n_layers):
-                x = Block(*args, name=f"block_{i}")(x)
+                x = Block(*args, name=f"block_{i}")(x, train)
             last = x[..., -1, :]
         else:
             # table of every (token, position) sum, when it is smaller than the batch's rows
+            # (not under dropout: position 0's values then differ between examples)
             rows = math.prod(tokens.shape[:-1])
-            by_token = self.vocab_size < rows and t > 1
+            by_token = self.vocab_size < rows and t > 1 and not train
             table = first = None
             if by_token:  # (V, T, d)
                 vocab = linear.embed_rows(embed, jnp.arange(self.vocab_size), self.dtype)
@@ -244,7 +269,7 @@ class Transformer(nn.Module):
             for i in range(self.n_layers):
                 x, first = FastBlock(*args, name=f"block_{i}")(
                     x, tokens if by_token else None, first, table if i == 0 else None,
-                    last_only=i == self.n_layers - 1)
+                    last_only=i == self.n_layers - 1, train=train)
             last = x[..., -1, :]
         logits = linear.Dense(self.vocab_size, use_bias=False, dtype=self.dtype,
                               kernel_init=unembed_init, name="unembed")(last)
