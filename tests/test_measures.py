@@ -307,3 +307,19 @@ def test_nanda_phases_figure_draws_every_seed_and_shades_the_median_phases():
     # grokked (300, nan) -> 300
     xs = sorted((p.get_x(), p.get_x() + p.get_width()) for p in axes[0].patches)
     assert xs == [(0.0, 150.0), (150.0, 250.0), (250.0, 300.0)]
+
+
+def test_key_frequency_table_gives_the_threshold_rule_keys_where_the_final_pass_added_them():
+    df = pd.DataFrame(dict(run=[0, 0, 1, 1], seed=[0, 0, 1, 1], step=[0, 100, 0, 100],
+                           val_acc=[0.01, 0.998, 0.02, 1.0],
+                           key_freqs=["1 2 3", "4 5 6", "7 8 9", "10 11 12"]))
+    phases = pd.DataFrame(dict(run=[0, 1], memorized=[100.0, 100.0],
+                               cleanup_start=[100.0, np.nan], grokked=[100.0, np.nan]))
+    last = df[df.step == 100]
+    top = M.key_frequency_markdown(last, phases, df)
+    assert "top n_keys" in top and "| 0 | 0 | 4 5 6 | 100 |" in top and "| 0.998 |" in top
+    ruled = M.key_frequency_markdown(last.assign(final_key_freqs=["4 5 6 20", "11"]),
+                                     phases, df)
+    assert "threshold rule" in ruled
+    assert "| 0 | 0 | 4 5 6 20 | 100 | 100 | 100 | 0.998 |" in ruled
+    assert "| 1 | 1 | 11 | 100 | nan | nan | 1.000 |" in ruled

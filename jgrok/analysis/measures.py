@@ -366,13 +366,18 @@ def phase_boundaries(df, shares, p: Optional[int] = None):
 
 def key_frequency_markdown(final: pd.DataFrame, phases: pd.DataFrame, df: pd.DataFrame) -> str:
     """Markdown table: per run its final key frequencies (``final``: one row per run with
-    ``key_freqs``), its :func:`phase_boundaries` and its final test accuracy."""
-    lines = ["| seed | run | key frequencies (final, embedding) | memorized | clean-up start | "
+    ``final_key_freqs``, the threshold rule's, where `with_final_key_losses` added them, else
+    the last evaluation's top ``key_freqs``), its :func:`phase_boundaries` and its final test
+    accuracy."""
+    by_rule = "final_key_freqs" in final.columns
+    lines = [f"| seed | run | key frequencies (final embedding, "
+             f"{'threshold rule' if by_rule else 'top n_keys'}) | memorized | clean-up start | "
              "grokked | final test acc |", "|---|---|---|---|---|---|---|"]
     for _, r in final.iterrows():
         ph = phases[phases.run == r.run].iloc[0]
         last = df[(df.run == r.run)].sort_values("step").iloc[-1]
-        lines.append(f"| {int(last.seed)} | {int(r.run)} | {r.key_freqs} | {ph.memorized:g} | "
+        keys = r.final_key_freqs if by_rule else r.key_freqs
+        lines.append(f"| {int(last.seed)} | {int(r.run)} | {keys} | {ph.memorized:g} | "
                      f"{ph.cleanup_start:g} | {ph.grokked:g} | {last.val_acc:.3f} |")
     return "\n".join(lines) + "\n"
 
