@@ -19,20 +19,48 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jgrok.config import TrainConfig
 from jgrok.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
+def preservation_policy(keep: int, keep_every: Optional[int] = None
+                        ) -> ocp.checkpoint_managers.PreservationPolicy:
+    """Orbax's policy for which versions survive a save: the last `keep`, and with
+    `keep_every` also the one nearest each multiple of `keep_every` steps (the history that
+    interpretability work reads). Nearest rather than exactly at a multiple: checkpoint steps
+    are evaluation steps, which a log-spaced schedule or a resume places off the multiples."""
+    latest = ocp.checkpoint_managers.LatestN(n=keep)
+    if keep_every is None:
+        return latest
+    return ocp.checkpoint_managers.AnyPreservationPolicy(
+        [latest, ocp.checkpoint_managers.EveryNStepsClosest(interval_steps=keep_every)])
+
+
+def versions_kept(train: TrainConfig) -> int:
+    """The most checkpoint versions a sweep with these loop settings keeps on disk at once:
+    the last `keep_checkpoints` and at most one per `keep_checkpoint_every` steps."""
+    if train.keep_checkpoint_every is None:
+        return train.keep_checkpoints
+    saves = train.steps // train.checkpoint_every + 1
+    return train.keep_checkpoints + min(saves, train.steps // train.keep_checkpoint_every + 1)
+
+
 class Checkpoints:
-    def __init__(self, run_dir: str | os.PathLike, keep: int = 3):
+    """The checkpoints of one run directory: the last `keep` versions and, with `keep_every`,
+    a history of one version near each multiple of `keep_every` steps (`preservation_policy`)."""
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 3,
+                 keep_every: Optional[int] = None):
         self.directory = Path(run_dir).absolute() / "checkpoints"
         # a fixed single-item layout: the manager need not infer it from the newest version on
         # disk, which a damaged newest version would make it misread
         self.manager = ocp.CheckpointManager(
             self.directory, item_handlers=ocp.StandardCheckpointHandler(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=False))
+            options=ocp.CheckpointManagerOptions(
+                preservation_policy=preservation_policy(keep, keep_every), create=True,
+                enable_async_checkpointing=False))
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())

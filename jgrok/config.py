@@ -209,6 +209,9 @@ class TrainConfig:
         "eval_every)")
     checkpoint_every: int = setting(10_000, "checkpoint interval in steps")
     keep_checkpoints: int = setting(3, "checkpoint versions kept")
+    keep_checkpoint_every: Optional[int] = setting(
+        None, "also keep, for later analysis, the checkpoint nearest each multiple of this many "
+        "steps besides the last keep_checkpoints (none: only those)")
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -232,6 +235,9 @@ class TrainConfig:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every} must be >= 1")
         if self.keep_checkpoints < 1:
             raise ConfigError(f"keep_checkpoints={self.keep_checkpoints} must be >= 1")
+        if self.keep_checkpoint_every is not None and self.keep_checkpoint_every < 1:
+            raise ConfigError(f"keep_checkpoint_every={self.keep_checkpoint_every} must be >= 1, "
+                              f"or none to keep only the last keep_checkpoints")
 
     def eval_steps(self) -> tuple[int, ...]:
         """Steps at which every run is evaluated: 0, ..., steps (always both ends)."""

@@ -36,14 +36,15 @@ import pandas as pd
 
 from jgrok import tables
 from jgrok import reporting, sweep
-from jgrok.checkpoint import Checkpoints
+from jgrok.checkpoint import Checkpoints, versions_kept
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset
 from jgrok.errors import ConfigError, Stopped
 from jgrok.memory import tree_bytes
 
 #: settings that may change between a sweep and its resumption
-RESUMABLE_CHANGES = ("train.checkpoint_every", "train.keep_checkpoints")
+RESUMABLE_CHANGES = ("train.checkpoint_every", "train.keep_checkpoints",
+                     "train.keep_checkpoint_every")
 #: settings that an explicit evaluation schedule (`run_sweep(eval_steps=...)`) stands in for
 SCHEDULE_SETTINGS = ("train.eval_every", "train.log_eval")
 
@@ -344,7 +345,7 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     writer = jax.process_index() == 0
     state = sweep.init_state(engine)
     jax.block_until_ready(state)
-    check_disk(run_dir, state, cfg.train.keep_checkpoints,
+    check_disk(run_dir, state, versions_kept(cfg.train),
                metrics_rows=engine.n_runs * len(schedule))
     if resume and writer:
         _remove_stale_temp_files(run_dir, log)
@@ -353,7 +354,8 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices("jgrok.run_sweep.start")
-    ckpts = Checkpoints(run_dir, keep=cfg.train.keep_checkpoints)
+    ckpts = Checkpoints(run_dir, keep=cfg.train.keep_checkpoints,
+                        keep_every=cfg.train.keep_checkpoint_every)
     start, rows, step_rows = 0, [], []
     if resume and ckpts.steps():
         step, restored = ckpts.restore_latest(state, warn=lambda m: log("WARNING: " + m),
