@@ -122,3 +122,46 @@ def test_the_readme_python_block_runs_as_written(tmp_path):
     # the history the block asks for: the last checkpoint and one per 200 steps
     assert "[100, 200, 400]" in r.stdout
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["100", "200", "400"]
+
+
+def test_the_committed_api_reference_is_what_the_generator_writes():
+    from jgrok import docs
+
+    with open(os.path.join(ROOT, "docs", "api.md")) as f:
+        committed = f.read()
+    assert committed == docs.page(), (
+        "docs/api.md is out of date: python -m jgrok.docs > docs/api.md")
+    for name in jgrok.__all__[1:]:
+        assert f"`class {name}`" in committed or f"## `{name}(" in committed, name
+
+
+def _notebook_script(path: str) -> str:
+    """The code cells of a notebook as one script (each cell parses on its own)."""
+    nb = json.load(open(path))
+    assert nb["nbformat"] == 4
+    cells = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+            body = "".join(cell["source"])
+            compile(body, "<cell>", "exec")
+            cells.append(body)
+    return "\n\n".join(cells) + "\n"
+
+
+@pytest.mark.slow
+def test_the_analysis_notebook_opens_a_committed_run_and_draws_its_figures(tmp_path):
+    script = tmp_path / "analysis.py"
+    script.write_text(_notebook_script(os.path.join(ROOT, "experiments", "analysis.ipynb")))
+    out = tmp_path / "out"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", JGROK_ANALYSIS_OUT=str(out))
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the committed sweep's counts (results/x2_plus_y2_cpu/phases.csv)
+    committed = pd.read_csv(os.path.join(ROOT, "results", "x2_plus_y2_cpu", "phases.csv"))
+    assert f"grokking {int((committed['phase'] == 'grokking').sum())}" in " ".join(
+        r.stdout.split())
+    assert "5 figures in" in r.stdout
+    assert (out / "figures" / "phase_diagram.png").exists()
+    assert pd.read_csv(out / "phases.csv")["phase"].tolist() == committed["phase"].tolist()
