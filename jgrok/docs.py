@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import jgrok
+from jgrok.api import ALIASES
 from jgrok.config import ExperimentConfig
 
 HEADER = """# jgrok Python API
@@ -74,7 +75,7 @@ def _class(name: str, cls: type) -> list[str]:
 
 def config_fields() -> str:
     """The fields of `ExperimentConfig` (the keywords of `make_config`) as a Markdown table."""
-    aliases = {target: alias for alias, target in jgrok.api.ALIASES.items()}
+    aliases = {target: alias for alias, target in ALIASES.items()}
     rows = ["| keyword | field | default | what |", "|---|---|---|---|"]
     for section in dataclasses.fields(ExperimentConfig):
         for f in dataclasses.fields(section.default.__class__):

@@ -1,7 +1,10 @@
 """Checkpoint history (`TrainConfig.keep_checkpoint_every`): which versions survive, and that
 a run's parameters at a kept step are those of the same run trained to that step."""
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import jgrok
@@ -62,6 +65,12 @@ def test_a_sweep_keeps_its_history_and_params_at_a_kept_step_equal_a_run_trained
     assert not all(np.array_equal(a, b) for a, b in zip(_leaves(final), _leaves(got.params)))
     with pytest.raises(jgrok.ConfigError, match="no checkpoint at step 30"):
         result.params(step=30, seed=1)
+    # the history setting may change on resume (a finished sweep is reopened, nothing deleted)
+    again = jgrok.run(dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, keep_checkpoint_every=None)), tmp_path / "run", resume=True, progress=False,
+        log=lambda _: None)
+    assert again.checkpoint_steps() == [10, 20, 40, 60]
+    pd.testing.assert_frame_equal(again.metrics, result.metrics)
 
 
 def _leaves(tree):
