@@ -36,9 +36,9 @@ def _command() -> list[str]:
 
 def test_the_wheel_lists_every_package_and_the_scripts():
     tool = _pyproject()["tool"]["setuptools"]
-    under_jgrok = sorted(
+    under_jgrok = sorted(  # every folder of jgrok/: packages and the data tables' folder
         os.path.relpath(d, ROOT).replace(os.sep, ".")
-        for d, _, files in os.walk(os.path.join(ROOT, "jgrok")) if "__init__.py" in files)
+        for d, _, _ in os.walk(os.path.join(ROOT, "jgrok")) if "__pycache__" not in d)
     assert sorted(tool["packages"]) == sorted([*under_jgrok, "jgrok.experiments"])
     assert tool["package-dir"] == {"jgrok.experiments": "experiments"}
     assert _pyproject()["project"]["scripts"] == {"jgrok": "jgrok.console:main"}
