@@ -48,7 +48,7 @@ def main(argv):
 
     import pandas as pd
 
-    from jgrok import figures, rundir, tables
+    from jgrok import analysis, figures, rundir, schema, tables
     from jgrok.analysis.phases import PHASE_LETTERS, PhaseThresholds, aggregate_cells
 
     frames, walls = [], {}
@@ -56,15 +56,16 @@ def main(argv):
         out = op_dir(FLAGS.out, op)
         t0 = time.perf_counter()
         if FLAGS.analysis_only:
-            df = tables.read_metrics(os.path.join(out, "metrics.csv"))
+            df = schema.read_metrics(os.path.join(out, "metrics.csv"))
         else:
             cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, op=op))
             df = rundir.run_sweep(cfg, dataset_from_task(task), out, resume=FLAGS.resume,
                                   extra_config=dict(task_name=task.name),
                                   tensorboard=FLAGS.tensorboard, memory_limit=memory_limit())
-        figures.write_all_figures(df, out)
+        rep = analysis.report(df, out)
+        figures.draw_report(rep, out)
         walls[op] = time.perf_counter() - t0
-        ph = pd.read_csv(os.path.join(out, "phases.csv"))
+        ph = rep.runs.copy()
         ph.insert(1, "op", op)
         frames.append(ph)
         print(f"{op}: {' '.join(ph.phase.value_counts().index)} ({walls[op]:.0f}s)", flush=True)
@@ -78,7 +79,7 @@ def main(argv):
             and (c in ("op", "fraction") or cells[c].nunique() > 1)]
     table = cells[keep + ["n_seeds", "cell_phase", "counts", "fit_step_median",
                           "gen_step_median", "final_val_acc_median"]]
-    rule = PhaseThresholds()  # the rule write_all_figures labelled the runs with
+    rule = PhaseThresholds()  # the rule analysis.report labelled the runs with
     letters = ", ".join(f"{k} {p.replace('_', ' ')}" for p, k in PHASE_LETTERS.items())
     md = (f"Phase per operation and training fraction ({rule.describe()}). "
           f"Letters: {letters}.\n\n" + tables.markdown_table(table))

@@ -65,9 +65,10 @@ def main(argv):
                           tensorboard=FLAGS.tensorboard)
     print(f"done in {time.perf_counter() - t0:.1f}s; metrics: {os.path.join(out, 'metrics.csv')}")
     if FLAGS.figures and jax.process_index() == 0:
-        from jgrok import figures
+        from jgrok import analysis, figures
 
-        paths = figures.write_all_figures(df, out)
+        rep = analysis.report(df, out)
+        paths = [*rep.paths, *figures.draw_report(rep, out)]
         print(f"wrote {len(paths)} analysis files under {out}")
 
 

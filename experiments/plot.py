@@ -22,10 +22,11 @@ def main(argv):
         raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.run:
         raise ConfigError("--run is required (a run directory holding metrics.csv)")
-    from jgrok import figures, tables
+    from jgrok import analysis, figures, schema
 
-    df = tables.read_metrics(os.path.join(FLAGS.run, "metrics.csv"))
-    paths = figures.write_all_figures(df, FLAGS.run, thresholds=thresholds_from_flags())
+    df = schema.read_metrics(os.path.join(FLAGS.run, "metrics.csv"))
+    rep = analysis.report(df, FLAGS.run, thresholds=thresholds_from_flags())
+    paths = [*rep.paths, *figures.draw_report(rep, FLAGS.run)]
     print(f"{len(df)} metric rows, {df.run.nunique()} runs, last step {df.step.max()}")
     for p in paths:
         print(p)

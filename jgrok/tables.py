@@ -9,12 +9,12 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from jgrok.errors import ConfigError
+from jgrok.schema import read_metrics  # noqa: F401  (the reader lives with the contract)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -45,24 +45,6 @@ def write_json(obj, path: str | os.PathLike) -> None:
             f.write("\n")
 
     atomic_write(path, w)
-
-
-def read_metrics(path: str | os.PathLike,
-                 required: Sequence[str] = ("run", "step", "train_acc", "val_acc")
-                 ) -> pd.DataFrame:
-    """A table written by `write_csv`, checked to have the `required` columns (one
-    `ConfigError` line otherwise)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"no metrics table at {path}")
-    try:
-        df = pd.read_csv(path)
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"metrics table {path} is unreadable: {type(e).__name__}: {e}")
-    for col in required:
-        if col not in df.columns:
-            raise ConfigError(f"metrics table {path} has no column {col!r}")
-    return df
 
 
 def versions() -> dict:

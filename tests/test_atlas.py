@@ -164,7 +164,7 @@ def test_committed_labels_follow_todays_rule(path):
         pytest.skip("phases.csv of another kind (progress_measures' phase boundaries)")
     metrics = pd.read_csv(os.path.join(path, "metrics.csv"))
     runs = classify_table(metrics, read_phase_rule(path))
-    if os.path.isfile(os.path.join(path, "cells.csv")):  # written by write_all_figures
+    if os.path.isfile(os.path.join(path, "cells.csv")):  # written by analysis.report
         with open(os.path.join(path, "phases.csv")) as f:
             assert f.read() == _csv_text(runs), "phases.csv is stale: re-run plot.py --run"
         with open(os.path.join(path, "cells.csv")) as f:

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jgrok import figures
-from jgrok.analysis import aggregate_cells, classify_table
+from jgrok import analysis, figures
+from jgrok.analysis import PhaseThresholds, aggregate_cells, classify_table, spikes_table
 
 STEPS = np.concatenate([[0.0], np.unique(np.round(np.logspace(0, 4, 50)))])
 
@@ -42,6 +42,12 @@ def synthetic_table(spike=True):
     return pd.DataFrame(rows)
 
 
+def write_all_figures(df, out_dir, thresholds=PhaseThresholds()):
+    """A run directory's tables, then its figures drawn from them, as plot.py writes them."""
+    rep = analysis.report(df, out_dir, thresholds)
+    return [*rep.paths, *figures.draw_report(rep, out_dir)]
+
+
 def _check_files(paths):
     for p in paths:
         assert os.path.isfile(p) and os.path.getsize(p) > 0, p
@@ -60,7 +66,7 @@ def _no_temp_files(folder):
 
 def test_write_all_figures(tmp_path):
     df = synthetic_table()
-    paths = figures.write_all_figures(df, tmp_path)
+    paths = write_all_figures(df, tmp_path)
     _check_files(paths)
     names = {os.path.relpath(p, tmp_path) for p in paths}
     for stem in ("phase_diagram", "steps_to_generalize", "accuracy_curves", "loss_grid",
@@ -86,11 +92,11 @@ def test_run_directory_records_its_rule_and_redraws_the_same_bytes(tmp_path):
     df = synthetic_table()
     assert read_phase_rule(tmp_path) == PhaseThresholds()  # no file: the defaults
     rule = PhaseThresholds(gen_acc=0.98, hold_acc=0.8)
-    figures.write_all_figures(df, tmp_path, thresholds=rule)
+    write_all_figures(df, tmp_path, thresholds=rule)
     assert read_phase_rule(tmp_path) == rule
     pdf = tmp_path / "figures" / "phase_diagram.pdf"
     first = pdf.read_bytes()
-    figures.write_all_figures(df, tmp_path, thresholds=rule)
+    write_all_figures(df, tmp_path, thresholds=rule)
     assert pdf.read_bytes() == first and b"CreationDate" not in first  # no date in the PDF
 
 
@@ -101,21 +107,22 @@ def test_write_all_figures_partial_and_tiny_tables(tmp_path):
     partial.loc[diverged, ["train_loss", "val_loss", "train_acc", "val_acc"]] = np.nan
     partial.loc[diverged & (partial["step"] == 3), "train_loss"] = np.inf
     partial.loc[diverged, "diverged"] = 1
-    _check_files(figures.write_all_figures(partial, tmp_path / "partial"))
+    _check_files(write_all_figures(partial, tmp_path / "partial"))
     init_only = df[df["step"] == 0]
-    _check_files(figures.write_all_figures(init_only, tmp_path / "init"))
+    _check_files(write_all_figures(init_only, tmp_path / "init"))
     # one run, no norm columns, an extra coordinate column, read from a CSV path
     df2 = df[df["run"] == 4].drop(columns=["last_layer_norm", "param_norm"]).assign(variant="b")
     df2.to_csv(tmp_path / "metrics.csv", index=False)
-    _check_files(figures.write_all_figures(str(tmp_path / "metrics.csv"), tmp_path / "csv"))
+    _check_files(write_all_figures(str(tmp_path / "metrics.csv"), tmp_path / "csv"))
 
 
 def test_individual_plots(tmp_path):
     df = synthetic_table()
     _check_files(figures.plot_accuracy_curves(df, tmp_path / "acc_run.png", run=3))
     assert os.path.isfile(tmp_path / "acc_run.pdf")
-    _check_files(figures.plot_loss_curves(df, tmp_path / "loss4", run=4))
-    _check_files(figures.plot_loss_curves(df, tmp_path / "loss0", run=0, spikes=[]))
+    _check_files(figures.plot_loss_curves(df, tmp_path / "loss4", run=4,
+                                           spikes=spikes_table(df)))
+    _check_files(figures.plot_loss_curves(df, tmp_path / "loss0", run=0))
     # many cells: small multiples coloured by fraction
     many = pd.concat([df.assign(fraction=df["fraction"] + k / 100, run=df["run"] + 100 * k)
                       for k in range(4)])

@@ -60,10 +60,11 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from jgrok.analysis.phases import (PHASE_LETTERS, PHASES, SEED_COLUMNS, PhaseThresholds,
-                                   aggregate_cells, classify_table, coordinate_columns,
+from jgrok.analysis.phases import (PhaseThresholds, aggregate_cells, classify_table,
                                    read_phase_rule)
 from jgrok.errors import ConfigError
+from jgrok.schema import (PHASE_LETTERS, PHASES, SEED_COLUMNS, coordinate_columns,
+                          require_columns)
 
 BLOCK = re.compile(r"^(?P<head><!-- generated:(?P<spec>(?!end -->)[^\n]*?) -->\n)(?P<body>.*?)"
                    r"^(?P<tail><!-- generated:end -->)$", re.S | re.M)
@@ -494,9 +495,7 @@ def render_csv(root: str, path: str, cols: Optional[Sequence[str]] = None,
             raise ConfigError(f"{path} has no column {k!r}")
         df = df[df[k].astype(str).isin(vals)]
     cols = list(cols) if cols else list(df.columns)
-    missing = [c for c in cols if c not in df]
-    if missing:
-        raise ConfigError(f"{path} lacks column(s) {', '.join(missing)}")
+    require_columns(df, cols, path)
 
     def cell(v):
         if isinstance(v, (float, np.floating)):

@@ -93,38 +93,13 @@ import pandas as pd
 
 from jgrok.errors import ConfigError
 
-# the table layout lives in jgrok.schema
-from jgrok.schema import METRIC_COLUMNS, SEED_COLUMNS, coordinate_columns  # noqa: F401
-
-PHASES = ("confusion", "memorization", "grokking", "slow_rise", "comprehension")
-"""The five phases, in the order used for plot legends and count strings."""
-
-PHASE_LETTERS = {"confusion": "X", "memorization": "M", "grokking": "G", "slow_rise": "S",
-                 "comprehension": "C"}
-"""One-letter abbreviations used in cell count strings (``2G 2M``) and figures."""
+# the tables' columns and the phase vocabulary live in jgrok.schema (re-exported here)
+from jgrok.schema import (  # noqa: F401
+    CELL_RESULT_COLUMNS, METRIC_COLUMNS, PHASE_LETTERS, PHASES, RUN_RESULT_COLUMNS, SEED_COLUMNS,
+    SHAPE_NAMES, cell_columns, coordinate_columns, require_columns)
 
 RULES = ("plateau", "liu")
 """Selectable phase rules (module docstring)."""
-
-SHAPE_NAMES = ("two_step", "high_base_late_jump", "slow_rise_then_jump")
-"""Names of the mixed-shape flags (fields of :class:`ShapeFlags`)."""
-
-RUN_RESULT_COLUMNS = (
-    "phase", "fit_step", "gen_step", "delay", "delay_ratio", "val_acc_at_fit", "plateau",
-    "plateau_end_step", *SHAPE_NAMES, "final_train_acc", "final_val_acc", "final_step",
-    "n_evals", "diverged")
-"""Columns that :func:`classify_table` adds next to a run's grid coordinates."""
-
-
-def cell_columns(columns: Sequence[str]) -> list[str]:
-    """Coordinates minus the seed columns: what defines a grid cell."""
-    return [c for c in columns if c not in SEED_COLUMNS]
-
-
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ConfigError(f"{what} lacks column(s) {', '.join(missing)}")
 
 
 def first_step_reaching(steps, values, threshold: float, *, sustain: bool = False,
@@ -438,7 +413,7 @@ def classify_table(df: pd.DataFrame,
     ``df`` is the tidy metrics table (one row per run x evaluation step). ``diverged`` is 1 if
     any evaluation of the run was marked diverged (0 when the column is absent).
     """
-    _require(df, ("run", "step", "train_acc", "val_acc"), "metrics table")
+    require_columns(df, ("run", "step", "train_acc", "val_acc"))
     coords = coordinate_columns(df)
     rows = []
     for run, g in df.groupby("run", sort=True):
@@ -475,14 +450,6 @@ def phase_counts(phases: Sequence[str]) -> str:
     return " ".join(f"{int(counts[p])}{PHASE_LETTERS.get(p, p)}" for p in order)
 
 
-CELL_RESULT_COLUMNS = (
-    "n_seeds", *(f"n_{p}" for p in PHASES), *(f"frac_{p}" for p in PHASES), "cell_phase",
-    "counts", "majority_phase", "agreement", "n_generalized", "gen_step_median",
-    "gen_step_q25", "gen_step_q75", "fit_step_median", "delay_median", "delay_ratio_median",
-    "final_val_acc_median", *(f"frac_{s}" for s in SHAPE_NAMES))
-"""Columns that :func:`aggregate_cells` adds next to a cell's coordinates."""
-
-
 def aggregate_cells(run_table: pd.DataFrame) -> pd.DataFrame:
     """Per grid cell (coordinates minus ``seed``/``split_seed``), aggregate over its runs.
 
@@ -495,7 +462,7 @@ def aggregate_cells(run_table: pd.DataFrame) -> pd.DataFrame:
     ``delay_ratio_median`` over runs that fit/generalized; ``final_val_acc_median`` (the
     near-misses: how close the cell came); ``frac_<shape>`` for each mixed-shape flag.
     """
-    _require(run_table, ("phase", "gen_step", "fit_step", "delay"), "run table")
+    require_columns(run_table, ("phase", "gen_step", "fit_step", "delay"), "run table")
     cells = _cell_columns_of_run_table(run_table)
     out_cols = [*cells, *CELL_RESULT_COLUMNS]
     if run_table.empty:

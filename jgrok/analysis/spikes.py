@@ -21,9 +21,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from jgrok.analysis.phases import (PhaseThresholds, _require, coordinate_columns,
-                                   first_step_reaching)
+from jgrok.analysis.phases import PhaseThresholds, first_step_reaching
 from jgrok.errors import ConfigError
+from jgrok.schema import coordinate_columns, require_columns
 
 _MIN_BASELINE = 2  # baseline points needed before a point can be judged
 
@@ -146,7 +146,7 @@ def spikes_table(df: pd.DataFrame, factor: float = 10.0, window: int = 5,
     and ``_after`` at the first evaluation after it (the last one if the spike ends the run);
     ``_change = after - before`` and ``_rel_change = change / before`` (NaN without the column).
     """
-    _require(df, ("run", "step", "train_loss"), "metrics table")
+    require_columns(df, ("run", "step", "train_loss"))
     coords = coordinate_columns(df)
     rows = []
     for run, g in df.groupby("run", sort=True):

@@ -14,20 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from jgrok.errors import ConfigError
-
-
-def require_columns(df: pd.DataFrame, cols: Sequence[str]) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ConfigError(f"metrics table lacks column(s) {', '.join(missing)}")
-
-
-def fmt_value(v) -> str:
-    """A grid value as a label shows it (floats in %g)."""
-    if isinstance(v, (float, np.floating)):
-        return f"{v:g}"
-    return str(v)
+from jgrok.schema import format_value, require_columns
 
 
 def first_step_within(steps, values, tol: float = 0.01) -> float:
@@ -91,7 +78,7 @@ def variants_report(df: pd.DataFrame, keys: Sequence[str], table_steps: Sequence
              markdown_table(summary, missing="-") + "\n", extra_md]
     for k, g in df.groupby(list(keys), sort=False):
         k = k if isinstance(k, tuple) else (k,)
-        label = ", ".join(f"{a}={fmt_value(b)}" for a, b in zip(keys, k))
+        label = ", ".join(f"{a}={format_value(b)}" for a, b in zip(keys, k))
         parts.append(f"\n## {label} (mean over {g['run'].nunique()} run(s))\n")
         parts.append(markdown_table(checkpoint_table(g, table_steps), missing="-") + "\n")
     return summary, "\n".join(parts)

@@ -14,10 +14,9 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from jgrok.analysis.summary import fmt_value as _fmt
-from jgrok.analysis.summary import require_columns as _require
 from jgrok.errors import ConfigError
 from jgrok.figures.style import LINE_COLORS, save_figure
+from jgrok.schema import format_value, require_columns
 
 _COLORS = LINE_COLORS
 _NORM_COLOR = "#555555"
@@ -30,7 +29,7 @@ def _groups(df: pd.DataFrame, keys: Sequence[str]):
     out = []
     for k, g in df.groupby(keys, sort=False, dropna=False):
         k = k if isinstance(k, tuple) else (k,)
-        out.append((", ".join(f"{a}={_fmt(b)}" for a, b in zip(keys, k)), g))
+        out.append((", ".join(f"{a}={format_value(b)}" for a, b in zip(keys, k)), g))
     return out
 
 
@@ -48,7 +47,7 @@ def plot_acc_norm(df: pd.DataFrame, path, panel_keys: Sequence[str] = ("variant"
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    _require(df, ("run", "step", "train_acc", "val_acc", "param_norm"))
+    require_columns(df, ("run", "step", "train_acc", "val_acc", "param_norm"))
     if df.empty:
         raise ConfigError("metrics table is empty; nothing to plot")
     panels = _groups(df, panel_keys)

@@ -6,20 +6,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch, Rectangle
 
-from jgrok.analysis.phases import CELL_RESULT_COLUMNS, PHASE_LETTERS, PHASES, SEED_COLUMNS
-from jgrok.figures.style import (_MAX_LINES, _MAX_PANELS, OKABE_ITO, PHASE_COLORS, _fmt, _groups,
-                                 _label, _legend, _new_figure, _require_cols, _save, _style,
-                                 _varying)
+from jgrok.figures.style import (MAX_LINES, MAX_PANELS, OKABE_ITO, PHASE_COLORS, coord_label,
+                                 draw_legend, groups_by, new_figure, save_styled, style_axes,
+                                 varying_columns)
+from jgrok.schema import PHASE_LETTERS, PHASES, cell_coordinates, format_value, require_columns
 
 # ---------------------------------------------------------------------------- cell plots
-def _cell_coords(cells: pd.DataFrame) -> list[str]:
-    result = set(CELL_RESULT_COLUMNS) | {"n_majority"}
-    return [c for c in cells.columns if c not in result and c not in SEED_COLUMNS]
-
-
 def _axes_keys(cells: pd.DataFrame):
-    coords = _cell_coords(cells)
-    varying = _varying(cells, coords)
+    coords = cell_coordinates(cells)
+    varying = varying_columns(cells, coords)
     x = "fraction" if "fraction" in coords else (varying[0] if varying else None)
     rest = [c for c in varying if c != x]
     y = next((c for c in ("weight_decay", "lr") if c in rest), rest[0] if rest else None)
@@ -47,9 +42,9 @@ def plot_phase_diagram(cells: pd.DataFrame, path, note: str = "") -> list[str]:
     phase. Below the counts, ``v`` is the median final validation accuracy of the cell, so
     near-misses (memorization at 0.97) are visible. ``note`` (e.g. the rule) goes under the
     legend."""
-    _require_cols(cells, ("n_seeds",), "cell table")
+    require_columns(cells, ("n_seeds",), "cell table")
     x, y, facets = _axes_keys(cells)
-    panels = _groups(cells, facets)[:_MAX_PANELS]
+    panels = groups_by(cells, facets)[:MAX_PANELS]
     xs = sorted(cells[x].dropna().unique()) if x else [None]
     if y and not pd.api.types.is_numeric_dtype(cells[y]):
         ys = list(dict.fromkeys(cells[y].dropna()))[::-1]  # table order, first row on top
@@ -57,7 +52,7 @@ def plot_phase_diagram(cells: pd.DataFrame, path, note: str = "") -> list[str]:
         ys = sorted(cells[y].dropna().unique()) if y else [None]
     w = min(max(0.62 * len(xs) + 2.2, 5.0), 11.0)
     h = min(0.55 * len(ys) + 1.4, 8.0)
-    fig, axes = _new_figure(len(panels), (w, h), ncols=min(len(panels), 3))
+    fig, axes = new_figure(len(panels), (w, h), ncols=min(len(panels), 3))
     small = len(xs) > 9
     for ax, (fkey, sub) in zip(axes, panels):
         for _, r in sub.iterrows():
@@ -88,19 +83,19 @@ def plot_phase_diagram(cells: pd.DataFrame, path, note: str = "") -> list[str]:
         ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_ylim(-0.5, len(ys) - 0.5)
         ax.set_xticks(range(len(xs)))
-        ax.set_xticklabels([_fmt(v) for v in xs], rotation=45 if len(xs) > 6 else 0)
+        ax.set_xticklabels([format_value(v) for v in xs], rotation=45 if len(xs) > 6 else 0)
         ax.set_xlabel("training fraction" if x == "fraction" else (x or ""))
         ax.set_yticks(range(len(ys)))
         if y:
-            ax.set_yticklabels([_fmt(v) for v in ys])
+            ax.set_yticklabels([format_value(v) for v in ys])
             ax.set_ylabel({"weight_decay": "weight decay", "lr": "learning rate",
                            "op": "operation"}.get(y, y))
         else:
             ax.set_yticklabels([])
             ax.tick_params(axis="y", length=0)
         if facets:
-            ax.set_title(_label(facets, fkey))
-        _style(ax)
+            ax.set_title(coord_label(facets, fkey))
+        style_axes(ax)
     handles = [Patch(facecolor=PHASE_COLORS[p], label=f"{PHASE_LETTERS[p]}  {p}")
                for p in PHASES]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
@@ -110,21 +105,21 @@ def plot_phase_diagram(cells: pd.DataFrame, path, note: str = "") -> list[str]:
         title += "\n" + note
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=6.5,
                title=title, title_fontsize=6.5, alignment="left")
-    return _save(fig, path)
+    return save_styled(fig, path)
 
 
 def plot_steps_to_generalize(cells: pd.DataFrame, path) -> list[str]:
     """Median steps to reach the generalization threshold vs training fraction (log y), with
     25-75% quartile error bars over seeds that generalized; one line per combination of the
     other swept coordinates (Power et al.'s data-efficiency plot)."""
-    _require_cols(cells, ("gen_step_median", "gen_step_q25", "gen_step_q75"), "cell table")
-    coords = _cell_coords(cells)
-    x = "fraction" if "fraction" in coords else (_varying(cells, coords) or [None])[0]
-    others = [c for c in _varying(cells, coords) if c != x]
-    fig, (ax,) = _new_figure(1, (4.4, 3.2))
-    lines = _groups(cells, others)
+    require_columns(cells, ("gen_step_median", "gen_step_q25", "gen_step_q75"), "cell table")
+    coords = cell_coordinates(cells)
+    x = "fraction" if "fraction" in coords else (varying_columns(cells, coords) or [None])[0]
+    others = [c for c in varying_columns(cells, coords) if c != x]
+    fig, (ax,) = new_figure(1, (4.4, 3.2))
+    lines = groups_by(cells, others)
     drawn = 0
-    for i, (key, sub) in enumerate(lines[:_MAX_LINES * 2]):
+    for i, (key, sub) in enumerate(lines[:MAX_LINES * 2]):
         sub = sub.dropna(subset=["gen_step_median"])
         if x:
             sub = sub.sort_values(x)
@@ -135,7 +130,7 @@ def plot_steps_to_generalize(cells: pd.DataFrame, path) -> list[str]:
         err = np.vstack([np.clip(med - sub["gen_step_q25"].to_numpy(dtype=float), 0, None),
                          np.clip(sub["gen_step_q75"].to_numpy(dtype=float) - med, 0, None)])
         ax.errorbar(xv, med, yerr=err, color=OKABE_ITO[i % len(OKABE_ITO)], marker="o",
-                    ms=3.5, lw=1.3, capsize=2.5, label=_label(others, key) if others else None)
+                    ms=3.5, lw=1.3, capsize=2.5, label=coord_label(others, key) if others else None)
         drawn += 1
     if drawn and np.nanmin(cells["gen_step_median"].to_numpy(dtype=float)) > 0:
         ax.set_yscale("log")
@@ -144,6 +139,6 @@ def plot_steps_to_generalize(cells: pd.DataFrame, path) -> list[str]:
                 transform=ax.transAxes, color="0.4")
     ax.set_xlabel("training fraction" if x == "fraction" else (x or ""))
     ax.set_ylabel("steps to generalize (median over seeds)")
-    _legend(ax, loc="best")
-    _style(ax)
-    return _save(fig, path)
+    draw_legend(ax, loc="best")
+    style_axes(ax)
+    return save_styled(fig, path)

@@ -5,7 +5,8 @@ default (150 dpi), each atomically (temporary file in the same folder, then ``os
 Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, so no pyplot global
 state is touched. Colours are the Okabe-Ito colour-blind-safe palette; steps are on a log axis
 (step 0, the initialisation, cannot be shown on it and is left out unless it is the only
-step).
+step). The helpers below (`new_figure`, `step_axis`, `groups_by`, `coord_label`, ...) are
+shared by the figure modules.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jgrok.analysis.summary import fmt_value as _fmt
-from jgrok.errors import ConfigError
-from jgrok.tables import atomic_write, write_csv
+from jgrok.schema import format_value
+from jgrok.tables import atomic_write
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
              "#000000")
@@ -29,8 +29,8 @@ PHASE_COLORS = {"confusion": "#999999", "memorization": "#D55E00", "grokking": "
                 "slow_rise": "#56B4E9", "comprehension": "#009E73"}
 #: the colours of the per-run line figures (slingshot, acc_norm), in their order
 LINE_COLORS = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")
-_MAX_LINES = 8
-_MAX_PANELS = 16
+MAX_LINES = 8
+MAX_PANELS = 16
 _RC = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7,
        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
        "axes.spines.right": False}
@@ -66,18 +66,14 @@ def save_figure(fig: Figure, path, rc: Optional[dict] = None, dpi: int = 150,
     return out
 
 
-def _save(fig: Figure, path) -> list[str]:
+def save_styled(fig: Figure, path) -> list[str]:
+    """`save_figure` in this module's style (font sizes, no top and right spines)."""
     return save_figure(fig, path, _RC)
 
 
-def write_csv_atomic(df: pd.DataFrame, path) -> str:
-    """Write ``df`` to ``path`` as CSV atomically (`jgrok.tables.write_csv`); returns the
-    path."""
-    write_csv(df, path)
-    return os.fspath(path)
-
-
-def _new_figure(n_panels: int = 1, panel_size=(3.4, 2.6), ncols: Optional[int] = None):
+def new_figure(n_panels: int = 1, panel_size=(3.4, 2.6), ncols: Optional[int] = None):
+    """A figure of `n_panels` axes of `panel_size` inches, `ncols` (at most 4) a row; returns
+    ``(figure, [axes])``, the unused axes of the last row hidden."""
     import matplotlib
 
     ncols = ncols or min(n_panels, 4)
@@ -92,7 +88,8 @@ def _new_figure(n_panels: int = 1, panel_size=(3.4, 2.6), ncols: Optional[int] =
     return fig, flat[:n_panels]
 
 
-def _style(ax) -> None:
+def style_axes(ax) -> None:
+    """No top and right spines, this module's font sizes."""
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
     ax.tick_params(labelsize=8)
@@ -101,40 +98,45 @@ def _style(ax) -> None:
     ax.yaxis.label.set_fontsize(9)
 
 
-def _positive_steps(steps: np.ndarray) -> np.ndarray:
+def positive_steps(steps: np.ndarray) -> np.ndarray:
     """Mask of points to draw on a log step axis (all points if no step is positive)."""
     pos = steps > 0
     return pos if pos.any() else np.ones_like(pos)
 
 
-def _step_axis(ax, steps: np.ndarray) -> None:
+def step_axis(ax, steps: np.ndarray) -> None:
+    """A log step axis where any step is positive, labelled."""
     if np.any(np.asarray(steps) > 0):
         ax.set_xscale("log")
     ax.set_xlabel("optimization step")
 
 
-def _label(keys: Sequence[str], values: Sequence) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in zip(keys, values)) or "all runs"
+def coord_label(keys: Sequence[str], values: Sequence) -> str:
+    """``fraction=0.3, weight_decay=1`` (``all runs`` without keys)."""
+    return ", ".join(f"{k}={format_value(v)}" for k, v in zip(keys, values)) or "all runs"
 
 
-def _varying(df: pd.DataFrame, cols: Iterable[str]) -> list[str]:
+def varying_columns(df: pd.DataFrame, cols: Iterable[str]) -> list[str]:
+    """The columns of `cols` in `df` that take more than one value."""
     return [c for c in cols if c in df.columns and df[c].nunique(dropna=False) > 1]
 
 
-def _groups(df: pd.DataFrame, keys: list[str]):
+def groups_by(df: pd.DataFrame, keys: list[str]):
+    """``[(key tuple, rows)]`` of `df` grouped by `keys`, sorted; ``[((), df)]`` without keys."""
     if not keys:
         return [((), df)]
     return [((k if isinstance(k, tuple) else (k,)), g)
             for k, g in df.groupby(keys, sort=True, dropna=False)]
 
 
-def _legend(ax, **kw) -> None:
+def draw_legend(ax, **kw) -> None:
+    """The axes' legend, where anything is labelled."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(frameon=False, fontsize=7, **kw)
 
 
-def _quantile_band(df: pd.DataFrame, col: str):
+def quantile_band(df: pd.DataFrame, col: str):
     """Per step median and 25/75% quantiles of ``col`` over runs."""
     g = df.dropna(subset=[col]).groupby("step")[col]
     q = g.quantile([0.25, 0.5, 0.75]).unstack()
@@ -142,9 +144,3 @@ def _quantile_band(df: pd.DataFrame, col: str):
         return np.array([]), np.array([]), np.array([]), np.array([])
     return (q.index.to_numpy(dtype=float), q[0.5].to_numpy(), q[0.25].to_numpy(),
             q[0.75].to_numpy())
-
-
-def _require_cols(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ConfigError(f"{what} lacks column(s) {', '.join(missing)}")
