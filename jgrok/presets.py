@@ -5,8 +5,8 @@ starts from it, and every flag given on the command line overrides it.
 
 * ``power`` -- Power et al. (2022): the 2-layer transformer, p = 97, AdamW lr 1e-3, wd 1,
   1e5 steps, fractions 0.1 ... 0.9. The default of ``phase_diagram.py`` and ``op_survey.py``.
-* ``thesis`` -- the replication thesis (``shared/reference/thesis_facts.md``): openai/grok's
-  defaults with weight decay 0.01 and a budget of 2e6 steps (log-spaced evaluations).
+* ``thesis`` -- the replication thesis (the course's reference notes, outside this
+  repository): openai/grok's defaults with weight decay 0.01 and a budget of 2e6 steps (log-spaced evaluations).
 * ``cpu_grok`` -- :func:`cpu_grok_preset`, a phase diagram with a grokking band that a 2-core
   CPU trains in minutes.
 * ``nanda``, ``gromov`` -- the two papers below, whose grokking mechanism is understood;

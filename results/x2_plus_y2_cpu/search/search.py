@@ -1,4 +1,4 @@
-"""Config search for a CPU grokking preset (scratch, not committed)."""
+"""Config search for a CPU grokking preset (the search behind `cpu_grok`; its runs: runs.md)."""
 import json, sys, time, dataclasses as dc
 import numpy as np, pandas as pd
 from jgrok.config import *
