@@ -98,10 +98,9 @@ def global_norm(tree) -> jax.Array:
 
 def all_finite(tree) -> jax.Array:
     """Whether every value of `tree` is finite (no NaN, no +-inf): the divergence rule's test
-    of the weights. (Until 2026-12-06 it was `isfinite(global_norm(tree))`, which also failed
-    weights whose sum of squares passes float32's range, 1.8e19 in norm, with every value
-    finite. That clause does not persist from step to step, so a check once per call could
-    not reproduce it (`train_wave`); no committed result had a diverged run.)"""
+    of the weights. It tests the values, not their global norm: a norm past float32's range
+    (1.8e19) with every value finite is no divergence, and such an overflow need not persist
+    from step to step, so a check once per call (`train_wave`) could not reproduce it."""
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
@@ -219,8 +218,7 @@ def train_wave(problem: Problem, inputs, states: RunState, data: RunData, n_step
     u is inf), and the constant-norm rescaling then multiplies by a NaN or zero factor (inf * 0
     is NaN). So the result does not depend on where calls begin and end either. Done at every
     step, the check is a pass over the weights and a select over the weights and both Adam
-    moments, which XLA:CPU runs as passes of their own (results/benchmarks/README.md,
-    2026-12-06). The conditionals are on the whole wave, outside the `vmap`, so only one of
+    moments, which XLA:CPU runs as passes of their own (results/benchmarks/README.md). The conditionals are on the whole wave, outside the `vmap`, so only one of
     their branches runs."""
 
     def unguarded(s, d):  # one run; whether all its losses were finite
