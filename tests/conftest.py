@@ -61,3 +61,69 @@ def assert_same_training(got, want):
                                atol=1e-5)
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s0.params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+
+
+# ------------------------------------------------------------------------------ test tiers
+# `pytest` runs the fast tier; `pytest -m slow` the tests marked slow: entry points in child
+# processes (CLI, notebook, several processes) and the longer end-to-end trainings.
+
+
+def script_path(name: str) -> str:
+    return os.path.join(ROOT, "experiments", name)
+
+
+def child_env(**extra) -> dict:
+    """The environment of a child process: this one's, on the CPU, plus `extra`."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+
+
+def run_script(name: str, *args, timeout: float = 300, env: dict | None = None):
+    """Run ``experiments/<name>`` with `args` in a child process; the CompletedProcess
+    (text stdout and stderr)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, script_path(name), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=child_env() if env is None else env)
+
+
+def run_python(code: str, timeout: float = 300, env: dict | None = None):
+    """Run `code` with ``python -c`` in a child process; the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=child_env() if env is None else env)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.strip()]
+
+
+def assert_one_line_error(r, needle: str = "") -> str:
+    """The child exited 2 with one ``error: ...`` line on stderr that contains `needle`."""
+    lines = error_lines(r.stderr)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr[-2000:]
+    assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# ------------------------------------------------------------------------ figure contents
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The matplotlib Figures saved while the test runs, in order (each once), so a test can
+    check what a figure function drew: its axes, lines, limits and labels."""
+    from matplotlib.figure import Figure
+
+    seen: list = []
+    real = Figure.savefig
+
+    def savefig(self, *a, **k):
+        if not any(f is self for f in seen):
+            seen.append(self)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return seen

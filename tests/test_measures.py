@@ -105,6 +105,7 @@ def tiny_engine():
     return sweep.build_engine(cfg, dataset_from_task(make_task("add", P)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key_source", ["embed", "neurons"])
 def test_vmapped_measures_equal_one_by_one(tiny_engine, key_source):
     eng = tiny_engine

@@ -41,6 +41,7 @@ def test_measured_state_is_params_and_adam_moments(tiny_cfg):
     assert rb.temp > 0 and rb.shared == ds.inputs.nbytes + ds.targets.nbytes
 
 
+@pytest.mark.slow
 def test_waves_chosen_from_a_memory_limit_give_the_same_runs(tiny_cfg):
     cfg = dataclasses.replace(
         tiny_cfg, model=dataclasses.replace(tiny_cfg.model, kind="mlp", mlp_width=32),

@@ -79,6 +79,7 @@ def test_shortcuts_give_the_plain_outputs_with_the_same_parameters(name, cfg, p,
                                atol=LOGIT_ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["transformer", "mlp"])
 def test_training_with_shortcuts_matches_the_plain_computation(kind):
     """A few dozen AdamW steps (batch 64 > vocab 13, so the table path is taken) and the

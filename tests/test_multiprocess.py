@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "experiments", "phase_diagram.py")
@@ -34,6 +35,7 @@ def _table(path):
     return pd.read_csv(path).sort_values(["run", "step"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
     one = tmp_path / "one"
     r = subprocess.run([sys.executable, SCRIPT, *TINY, f"--out={one}"], env=_env(),

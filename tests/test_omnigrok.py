@@ -233,6 +233,7 @@ def test_separable_dataset_and_preset():
     assert omnigrok_preset(1024).train.eval_steps() == omnigrok_eval_steps(1024)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args", [
     ("omnigrok_mnist.py", ["--data_dir={missing}"]),
     ("mnist_variants.py", ["--data_dir={missing}", "--parts=mnist"]),

@@ -97,6 +97,7 @@ def test_unknown_preset_flag_is_refused(parse_flags):
         parse_flags("--preset=paper_size")
 
 
+@pytest.mark.slow
 def test_cpu_grok_preset_end_to_end_on_a_reduced_grid(tmp_path):
     """The README's CPU command, reduced (p = 31, two fractions, one seed, alpha 10, 1500
     steps): it trains through the CLI, writes the tables and figures, and shows the preset's
@@ -161,6 +162,7 @@ def test_no_flag_name_is_defined_in_two_files():
     assert where["data_dir"] == ["mnist_flags.py"] and where["gen_acc"] == ["phase_flags.py"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,preset", [("omnigrok_mnist.py", "omnigrok_script"),
                                            ("mnist_variants.py", "omnigrok_script"),
                                            ("slingshot.py", "slingshot"),

@@ -74,6 +74,7 @@ def test_the_shared_study_tables_name_every_table_we_map_to():
     assert ours | {"wine_quality_baseline"} == names
 
 
+@pytest.mark.slow
 def test_the_entry_point_refuses_a_missing_run_in_one_line(tmp_path):
     import subprocess
     import sys

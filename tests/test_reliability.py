@@ -5,7 +5,10 @@ writes, determinism across processes, fuzzed bad input, and the disk-space check
 
 Every subprocess shares one persistent JAX compilation cache (a temporary folder), so only the
 first launch of a configuration pays for compiling; the cached executables are the same programs,
-so this does not change any number.
+so this does not change any number. The test of determinism across processes gives its second
+process a cache of its own, so that it compiles the programs again.
+
+The tests that launch the CLI in child processes are in the slow tier (`pytest -m slow`).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, dataset_for
+from conftest import ROOT, assert_one_line_error, dataset_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +48,7 @@ CLI_SWEEP = ["--op=add", "--p=7", "--model=mlp", "--mlp_width=16", "--fractions=
              "--nofigures"]
 CLI_ROWS = 2 * 13  # 2 runs x evaluations at 0, 5, ..., 60
 MARKER = "estimate:"  # printed (jgrok.reporting) once the train loop has compiled and run
+CLI_CHECKPOINTS = (10, 20, 30, 40, 50, 60)
 QUIET = dict(log=lambda m: None)
 
 
@@ -120,14 +125,15 @@ def run_cli(args, cache, timeout=240, **env):
 
 
 class Launch:
-    """phase_diagram.py as a child process; `marker_at` is when MARKER appeared on stdout."""
+    """phase_diagram.py as a child process; `marker` is set once MARKER appears on its output
+    (or it exits without it); `on_marker(proc)` runs in the reading thread right then."""
 
-    def __init__(self, args, cache):
+    def __init__(self, args, cache, on_marker=None):
         self.proc = subprocess.Popen([sys.executable, SCRIPT, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=cli_env(cache))
         self.lines: list[str] = []
         self.marker = threading.Event()
-        self.marker_at = self.done_at = None
+        self.on_marker = on_marker
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -135,10 +141,9 @@ class Launch:
         for line in self.proc.stdout:
             self.lines.append(line)
             if MARKER in line and not self.marker.is_set():
-                self.marker_at = time.perf_counter()
+                if self.on_marker is not None:
+                    self.on_marker(self.proc)
                 self.marker.set()
-            if line.startswith("done in"):
-                self.done_at = time.perf_counter()
         self.marker.set()  # exited without it
 
     def wait(self, timeout=240):
@@ -153,14 +158,11 @@ class Launch:
 
 @pytest.fixture(scope="module")
 def cli_reference(tmp_path_factory, jax_cache):
-    """An uninterrupted CLI sweep in its own process: (metrics.csv bytes, seconds from MARKER,
-    after the evaluation at step 5, to the end of training)."""
+    """The metrics.csv bytes of an uninterrupted CLI sweep in its own process."""
     out = tmp_path_factory.mktemp("cli_ref") / "run"
-    run = Launch([*CLI_SWEEP, f"--out={out}"], jax_cache)
-    rc = run.wait()
-    assert rc == 0 and run.marker_at is not None and run.done_at, run.output[-3000:]
-    window = run.done_at - run.marker_at
-    return (out / "metrics.csv").read_bytes(), window
+    r = run_cli([*CLI_SWEEP, f"--out={out}"], jax_cache)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return (out / "metrics.csv").read_bytes()
 
 
 def temp_files(d: Path) -> list[str]:
@@ -172,41 +174,66 @@ def temp_files(d: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------
 
 
+def checkpoint_steps(out: Path) -> list[int]:
+    ck = out / "checkpoints"
+    return sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) if ck.exists() else []
+
+
+def resumed_step(output: str):
+    m = re.search(r"resumed from the checkpoint at step (\d+)", output)
+    return int(m.group(1)) if m else None
+
+
+def kill_after_checkpoint(run: Launch, out: Path, step: int, delay: float) -> bool:
+    """SIGKILL `run` `delay` seconds after its checkpoint at `step` appears; False if it
+    ended first."""
+    deadline = time.monotonic() + 240  # a limit on waiting, not a measurement
+    while run.proc.poll() is None and step not in checkpoint_steps(out):
+        assert time.monotonic() < deadline, f"no checkpoint at step {step}"
+        time.sleep(0.002)
+    time.sleep(delay)
+    if run.proc.poll() is not None:
+        return False
+    run.proc.send_signal(signal.SIGKILL)
+    return True
+
+
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bitwise_identical(cli_reference, jax_cache,
                                                                     tmp_path):
-    ref_bytes, window = cli_reference
+    """Launches SIGKILLed at random moments: up to 50 ms after a checkpoint drawn at random,
+    at least 20 steps and two checkpoints before the end, so that each launch is still
+    training, writing its table or saving when it is killed; each --resume continues from a
+    checkpoint at or after the one the kill followed, and the end result is the
+    uninterrupted sweep's table byte for byte."""
     rng = random.Random(20240611)
     out = tmp_path / "killed"
     kills, history = 0, []
-    latest = 0
-    for i in range(3):  # 3 launches, each SIGKILLed at a random moment of its training
-        # the launch trains from its newest checkpoint to 60; MARKER comes 5 steps in
-        delay = rng.uniform(0.0, window * max(60 - latest - 5, 1) / 55)
+    for i in range(3):
+        latest = max(checkpoint_steps(out), default=0)
+        targets = [s for s in CLI_CHECKPOINTS[:-2] if s > latest]
+        if not targets:
+            break
+        target, delay = rng.choice(targets), rng.uniform(0.0, 0.05)
         run = Launch([*CLI_SWEEP, f"--out={out}", *(["--resume"] if i else [])], jax_cache)
-        assert run.marker.wait(240), "no progress marker"
-        time.sleep(max(delay - (time.perf_counter() - run.marker_at), 0.0)
-                   if run.marker_at else 0.0)
-        if run.proc.poll() is None:
-            run.proc.send_signal(signal.SIGKILL)
-            kills += 1
+        kills += kill_after_checkpoint(run, out, target, delay)
         rc = run.wait()
         assert rc in (0, -signal.SIGKILL), run.output[-3000:]
         assert "Traceback" not in run.output, run.output[-3000:]
-        ck = out / "checkpoints"
-        history.append((round(delay, 2), rc, sorted(int(p.name) for p in ck.iterdir()
-                                                    if p.name.isdigit()) if ck.exists() else []))
-        latest = max(history[-1][2], default=0)
-    print("kills (delay s, exit code, checkpoints left):", history)
+        if latest:
+            assert resumed_step(run.output) == latest, (history, run.output[-3000:])
+        history.append((target, round(delay, 3), rc, checkpoint_steps(out)))
+    print("kills (checkpoint step, delay s, exit code, checkpoints left):", history)
     assert kills >= 1, history
+    left = checkpoint_steps(out)
+    assert left and left[-1] >= history[-1][0], history  # the checkpoint the kill followed
     final = Launch([*CLI_SWEEP, f"--out={out}", "--resume"], jax_cache)
     assert final.wait() == 0, final.output[-3000:]
-    if history[-1][2]:  # a checkpoint survived the last kill: the final launch continues it
-        assert f"resumed from the checkpoint at step {history[-1][2][-1]}" in final.output, (
-            history, final.output[-3000:])
+    assert resumed_step(final.output) == left[-1], (history, final.output[-3000:])
     on_disk = pd.read_csv(out / "metrics.csv")
     assert not on_disk.duplicated(["run", "step"]).any(), history
     assert len(on_disk) == CLI_ROWS, history
-    assert (out / "metrics.csv").read_bytes() == ref_bytes, history
+    assert (out / "metrics.csv").read_bytes() == cli_reference, history
     assert temp_files(out) == []
 
 
@@ -215,15 +242,19 @@ def test_sigkill_at_random_moments_then_resume_is_bitwise_identical(cli_referenc
 # ------------------------------------------------------------------------------------------
 
 
-def test_same_config_gives_bitwise_identical_metrics_in_another_process(cli_reference, jax_cache,
+@pytest.mark.slow
+def test_same_config_gives_bitwise_identical_metrics_in_another_process(cli_reference,
                                                                         tmp_path):
-    ref_bytes, _ = cli_reference
-    out = tmp_path / "again"
-    r = run_cli([*CLI_SWEEP, f"--out={out}"], jax_cache, PYTHONHASHSEED="12345")
+    """The second process has a compilation cache of its own, so it compiles every program
+    again: a compilation that varied between processes would change the bytes."""
+    out, own_cache = tmp_path / "again", tmp_path / "own_jax_cache"
+    r = run_cli([*CLI_SWEEP, f"--out={out}"], own_cache, PYTHONHASHSEED="12345")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (out / "metrics.csv").read_bytes() == ref_bytes
+    assert any(own_cache.iterdir())  # it compiled into its own cache, not read the shared one
+    assert (out / "metrics.csv").read_bytes() == cli_reference
 
 
+@pytest.mark.slow
 def test_in_process_sweep_equals_the_cli_sweep_bitwise(cli_reference, full, jax_cache,
                                                       tmp_path):
     """A third process (this one, one CPU device), through the library instead of the CLI:
@@ -233,7 +264,7 @@ def test_in_process_sweep_equals_the_cli_sweep_bitwise(cli_reference, full, jax_
     r = run_cli([*CLI_SWEEP, f"--out={out}", "--cpu_devices=1"], jax_cache)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (full[1] / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
-    per_core = pd.read_csv(io.BytesIO(cli_reference[0]))
+    per_core = pd.read_csv(io.BytesIO(cli_reference))
     cols = ["train_loss", "train_acc", "val_loss", "val_acc", "param_norm"]
     np.testing.assert_allclose(per_core[cols], full[0][cols], rtol=1e-4, atol=1e-5)
 
@@ -543,46 +574,120 @@ NUMBERISH = st.one_of(
     st.text(max_size=6))
 
 
-@FUZZ
-@given(fr=NUMBERISH, wd=NUMBERISH, lr=NUMBERISH, seeds=NUMBERISH, alpha=NUMBERISH)
-def test_fuzzed_lists_parse_into_a_valid_config_or_raise_one_line_config_errors(
-        fr, wd, lr, seeds, alpha):
-    try:
-        sw = SweepConfig(seeds=cli.parse_ints(seeds, "seed_list"),
-                         fractions=cli.parse_floats(fr, "fractions"),
-                         weight_decays=cli.parse_floats(wd, "weight_decays"),
-                         lrs=cli.parse_floats(lr, "lrs"),
-                         init_scales=cli.parse_floats(alpha, "init_scales"))
-        ExperimentConfig(sweep=sw).validate()
-    except ConfigError as e:
-        assert one_line(str(e)), repr(str(e))
-        return
-    assert all(0 < f <= 1 for f in sw.fractions) and all(s >= 0 for s in sw.seeds)
-    assert all(np.isfinite(v) and v >= 0 for v in sw.weight_decays + sw.lrs + sw.init_scales)
-    assert len(sw.grid()) >= 1
+def listed(values):
+    """A comma-separated list of 1-3 of `values` (their repr: read back exactly), with the
+    tuple it stands for."""
+    return st.lists(values, min_size=1, max_size=3).map(
+        lambda xs: (",".join(repr(x) for x in xs), tuple(xs)))
 
 
-@FUZZ
-@given(steps=st.integers(-3, 5), every=st.integers(-3, 5), keep=st.integers(-3, 5),
-       batch=st.one_of(st.none(), st.integers(-3, 5)),
-       kind=st.sampled_from(["mlp", "transformer", "dense", "cnn", ""]),
-       heads=st.integers(1, 5), act=st.sampled_from(["relu", "gelu", "quadratic", "x", ""]),
-       opt=st.sampled_from(["adamw", "sgd", "adam", "lion"]),
-       loss=st.sampled_from(["ce", "mse", "hinge"]))
-def test_fuzzed_settings_validate_or_raise_one_line_config_errors(steps, every, keep, batch,
-                                                                  kind, heads, act, opt, loss):
-    c = ExperimentConfig(
-        model=ModelConfig(kind=kind, d_model=8, n_heads=heads, mlp_activation=act),
-        optim=OptimConfig(name=opt),
-        train=TrainConfig(steps=steps, eval_every=every, checkpoint_every=every,
-                          keep_checkpoints=keep, batch_size=batch, loss=loss))
-    try:
-        c.validate()
-    except ConfigError as e:
-        assert one_line(str(e)), repr(str(e))
-        return
-    ev = c.train.eval_steps()
-    assert ev[0] == 0 and ev[-1] == steps and list(ev) == sorted(set(ev))
+def valid_or_fuzzed(valid):
+    """(text, the tuple it stands for) from `valid`, or (NUMBERISH text, None)."""
+    return st.one_of(valid, NUMBERISH.map(lambda text: (text, None)))
+
+
+POSITIVE = st.floats(1e-4, 10.0)
+VALID_LISTS = dict(
+    fractions=st.one_of(listed(st.floats(0.01, 1.0)), st.sampled_from([
+        ("0.1:0.9:5", (0.1, 0.3, 0.5, 0.7, 0.9)), ("0.5:1:2", (0.5, 1.0))])),
+    weight_decays=listed(st.one_of(st.just(0.0), POSITIVE)),
+    lrs=listed(POSITIVE),
+    init_scales=listed(POSITIVE),
+    seed_list=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3, unique=True).map(
+        lambda xs: (",".join(map(str, xs)), tuple(xs))))
+# every list valid, or each list valid or fuzzed
+LISTS = st.one_of(st.fixed_dictionaries(VALID_LISTS), st.fixed_dictionaries(
+    {k: valid_or_fuzzed(v) for k, v in VALID_LISTS.items()}))
+
+
+def test_fuzzed_lists_parse_into_a_valid_config_or_raise_one_line_config_errors():
+    """Lists built from valid values parse to those values and validate; any other text
+    validates or raises one-line ConfigErrors. Both kinds of case are reached."""
+    reached = Counter()
+
+    @FUZZ
+    @given(LISTS)
+    def check(fields):
+        text = {k: t for k, (t, _) in fields.items()}
+        try:
+            sw = SweepConfig(seeds=cli.parse_ints(text["seed_list"], "seed_list"),
+                             fractions=cli.parse_floats(text["fractions"], "fractions"),
+                             weight_decays=cli.parse_floats(text["weight_decays"],
+                                                            "weight_decays"),
+                             lrs=cli.parse_floats(text["lrs"], "lrs"),
+                             init_scales=cli.parse_floats(text["init_scales"], "init_scales"))
+            ExperimentConfig(sweep=sw).validate()
+        except ConfigError as e:
+            assert one_line(str(e)), repr(str(e))
+            assert any(want is None for _, want in fields.values()), (fields, str(e))
+            reached["error"] += 1
+            return
+        reached["valid"] += 1
+        got = dict(seed_list=sw.seeds, fractions=sw.fractions, weight_decays=sw.weight_decays,
+                   lrs=sw.lrs, init_scales=sw.init_scales)
+        for k, (_, want) in fields.items():
+            assert want is None or got[k] == pytest.approx(want, rel=1e-12), (k, got[k], want)
+        assert all(0 < f <= 1 for f in sw.fractions) and all(s >= 0 for s in sw.seeds)
+        assert all(np.isfinite(v) and v > 0 for v in sw.lrs + sw.init_scales)
+        assert all(np.isfinite(v) and v >= 0 for v in sw.weight_decays)
+        assert len(sw.grid()) == sw.n_runs() >= 1
+
+    check()
+    assert reached["valid"] >= 15 and reached["error"] >= 15, reached
+
+
+#: setting -> (valid values, invalid values)
+SETTINGS = dict(
+    steps=(st.integers(1, 5), st.integers(-3, 0)),
+    every=(st.integers(1, 5), st.integers(-3, 0)),
+    keep=(st.integers(1, 5), st.integers(-3, 0)),
+    batch=(st.one_of(st.none(), st.integers(1, 5)), st.integers(-3, 0)),
+    kind=(st.sampled_from(["mlp", "transformer", "dense"]), st.sampled_from(["cnn", ""])),
+    heads=(st.sampled_from([1, 2, 4, 8]), st.sampled_from([3, 5])),
+    act=(st.sampled_from(["relu", "gelu", "quadratic"]), st.sampled_from(["x", ""])),
+    opt=(st.sampled_from(["adamw", "sgd", "adam"]), st.just("lion")),
+    loss=(st.sampled_from(["ce", "mse"]), st.just("hinge")))
+# every setting valid, or each valid or not: {name: (value, valid)}
+SETTING_DRAWS = st.one_of(
+    st.fixed_dictionaries({k: ok.map(lambda v: (v, True)) for k, (ok, _) in SETTINGS.items()}),
+    st.fixed_dictionaries({k: st.one_of(ok.map(lambda v: (v, True)),
+                                        bad.map(lambda v: (v, False)))
+                           for k, (ok, bad) in SETTINGS.items()}))
+
+
+def test_fuzzed_settings_validate_or_raise_one_line_config_errors():
+    """Settings drawn from the valid values validate and give an evaluation schedule from 0 to
+    `steps`; a mix with invalid values raises a one-line ConfigError (an invalid value passes
+    only where the model does not use it). Both kinds of case are reached."""
+    reached = Counter()
+
+    @FUZZ
+    @given(SETTING_DRAWS)
+    def check(drawn):
+        v = {k: value for k, (value, _) in drawn.items()}
+        c = ExperimentConfig(
+            model=ModelConfig(kind=v["kind"], d_model=8, n_heads=v["heads"],
+                              mlp_activation=v["act"]),
+            optim=OptimConfig(name=v["opt"]),
+            train=TrainConfig(steps=v["steps"], eval_every=v["every"],
+                              checkpoint_every=v["every"], keep_checkpoints=v["keep"],
+                              batch_size=v["batch"], loss=v["loss"]))
+        try:
+            c.validate()
+        except ConfigError as e:
+            assert one_line(str(e)), repr(str(e))
+            assert not all(ok for _, ok in drawn.values()), (drawn, str(e))
+            reached["error"] += 1
+            return
+        reached["valid"] += 1
+        unused = {"heads"} if v["kind"] != "transformer" else set()
+        assert all(ok or k in unused for k, (_, ok) in drawn.items()), drawn
+        ev = c.train.eval_steps()
+        assert ev[0] == 0 and ev[-1] == v["steps"] and list(ev) == sorted(set(ev))
+        assert all(b - a <= v["every"] for a, b in zip(ev, ev[1:]))
+
+    check()
+    assert reached["valid"] >= 10 and reached["error"] >= 15, reached
 
 
 def _brute_force_is_group(t: np.ndarray) -> bool:
@@ -668,6 +773,7 @@ FLAG_VALUES = {
 RUN_NUMBER = itertools.count()
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(flags=st.dictionaries(st.sampled_from(sorted(FLAG_VALUES)), st.just(None), min_size=1,
@@ -690,6 +796,7 @@ def test_fuzzed_cli_invocations_exit_0_or_2_with_one_error_line(flags, junk, tmp
         assert len(pd.read_csv(out / "metrics.csv")) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, needle", [
     (["--seeds=1000000000"], "--seeds=1000000000 must be in [1, 1,000,000]"),
     (["--fractions=0.1:0.9:100000000"], "num must be in [1, 1,000,000]"),
@@ -763,6 +870,7 @@ def signal_reference(tmp_path_factory, jax_cache):
     return (out / "metrics.csv").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_a_checkpoint_at_the_step_reached_and_resume_is_exact(
         sig, signal_reference, jax_cache, tmp_path):

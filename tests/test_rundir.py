@@ -183,6 +183,7 @@ print("REPADDED_OK")
 """
 
 
+@pytest.mark.slow
 def test_sharded_over_four_host_devices_equals_one_device_and_resumes_on_either(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
@@ -197,6 +198,7 @@ def _cli(*args, timeout=120):
                            *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--op=foo"], "unknown operation 'foo'"),
     (["--fractions=0.5,1.2"], "training fraction 1.2 is outside (0, 1)"),
@@ -216,6 +218,7 @@ def test_cli_bad_input_exits_2_with_one_line(args, needle, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_trains_writes_table_and_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["--op=add", "--p=7", "--model=mlp", "--mlp_width=16", "--fractions=0.5",
@@ -232,6 +235,7 @@ def test_cli_trains_writes_table_and_resumes(tmp_path):
     assert r3.returncode == 0 and "resumed from the checkpoint at step 20" in r3.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["existing_file", "under_a_file", "unwritable"])
 def test_bad_out_paths_are_refused_in_one_line(kind, tmp_path):
     f = tmp_path / "a_file"
