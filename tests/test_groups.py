@@ -209,6 +209,14 @@ def test_check_group_axioms_shape_and_range():
 
 
 def test_associativity_check_scales():
+    """The axioms are checked on tables of order 200 (D_100) and 120 (S_5): the true tables
+    pass, and one swapped pair of entries in a row is found."""
     labels, t = dihedral_group(100)  # order 200
+    assert t.shape == (200, 200)
     check_group_axioms(t, labels)
-    groups.check_group_axioms(s5_table())
+    s5 = s5_table()
+    groups.check_group_axioms(s5)
+    broken = t.copy()
+    broken[7, [3, 5]] = broken[7, [5, 3]]  # still a Latin-square row, no longer the group's
+    with pytest.raises(ConfigError):
+        check_group_axioms(broken, labels)

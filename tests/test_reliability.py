@@ -690,6 +690,20 @@ def test_fuzzed_settings_validate_or_raise_one_line_config_errors():
     assert reached["valid"] >= 10 and reached["error"] >= 15, reached
 
 
+def test_parse_floats_expands_start_stop_num_inclusive_and_evenly_spaced():
+    assert cli.parse_floats("0.1:0.9:5", "f") == (0.1, 0.3, 0.5, 0.7, 0.9)
+    assert cli.parse_floats("0:1:3", "f") == (0.0, 0.5, 1.0)
+    assert cli.parse_floats("1:0:3", "f") == (1.0, 0.5, 0.0)
+    assert cli.parse_floats("0.25:2:1", "f") == (0.25,)
+    assert cli.parse_floats(["0.1:0.9:5"], "f") == (0.1, 0.3, 0.5, 0.7, 0.9)
+    for bad, needle in (("a:b:c", "is not start:stop:num"), ("0:1:1.5", "is not start:stop"),
+                        ("0:1:0", "num must be in [1, "), ("0:1:-2", "num must be in [1, ")):
+        with pytest.raises(ConfigError) as e:
+            cli.parse_floats(bad, "fractions")
+        assert one_line(str(e.value)) and needle in str(e.value) and "--fractions" in str(
+            e.value), str(e.value)
+
+
 def _brute_force_is_group(t: np.ndarray) -> bool:
     n = len(t)
     es = [e for e in range(n) if all(t[e, x] == x == t[x, e] for x in range(n))]
