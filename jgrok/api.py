@@ -166,13 +166,9 @@ class Run:
 def _write_report(metrics: pd.DataFrame, out: str | os.PathLike,
                   thresholds: PhaseThresholds) -> list[str]:
     """The analysis tables, then the figures drawn from them."""
-    try:
-        from jgrok.analysis.run_report import report
-        from jgrok.figures import draw_report
-    except ImportError:  # a tree whose tables and figures are still written in one call
-        from jgrok.figures.run_report import write_all_figures
+    from jgrok.analysis import report
+    from jgrok.figures import draw_report
 
-        return write_all_figures(metrics, out, thresholds)
     rep = report(metrics, out, thresholds)
     return [*rep.paths, *draw_report(rep, out)]
 
