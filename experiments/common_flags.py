@@ -103,6 +103,10 @@ flags.DEFINE_bool("figures", True, "write analysis tables and figures at the end
 flags.DEFINE_bool("tensorboard", False, "also write per-cell aggregates (mean/median train and "
                   "val accuracy, share of runs fitted/generalized/diverged) to <out>/tensorboard "
                   "while training; needs tensorboardX (pip install -e \".[tensorboard]\")")
+flags.DEFINE_bool("wandb", False, "also log every run's curves (grouped by cell) and the config "
+                  "to one Weights & Biases run per sweep, in <out>/wandb ($WANDB_MODE=offline: no "
+                  "network); needs wandb (pip install -e \".[wandb]\")")
+flags.DEFINE_string("wandb_project", "jgrok", "the Weights & Biases project of --wandb")
 flags.DEFINE_bool("compilation_cache", True, "keep compiled programs in JAX's persistent cache "
                   "(~/.cache/jgrok/jax, or $JAX_COMPILATION_CACHE_DIR) so a resumed or repeated "
                   "sweep does not compile again")
@@ -144,11 +148,18 @@ def config_from_flags() -> ExperimentConfig:
     cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **kw)
                                       for section, kw in changes.items()})
     cfg.validate()
-    if FLAGS.tensorboard:  # before anything is trained
-        from jgrok.reporting import require_tensorboardx
+    from jgrok import writers
 
-        require_tensorboardx()
+    for flag, package in (("tensorboard", "tensorboardX"), ("wandb", "wandb")):
+        if FLAGS[flag].value:  # before anything is trained
+            writers.require(package)
     return cfg
+
+
+def writer_options() -> dict:
+    """The metric writers the flags ask for, as `rundir.run_sweep`'s keyword arguments."""
+    return dict(tensorboard=FLAGS.tensorboard,
+                wandb_project=FLAGS.wandb_project if FLAGS.wandb else None)
 
 
 def memory_limit() -> int | None:

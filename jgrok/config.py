@@ -212,6 +212,10 @@ class TrainConfig:
     keep_checkpoint_every: Optional[int] = setting(
         None, "also keep, for later analysis, the checkpoint nearest each multiple of this many "
         "steps besides the last keep_checkpoints (none: only those)")
+    stop_when_decided: int = setting(
+        0, "end the sweep once every run has generalized (validation accuracy >= the phase "
+        "rule's gen_acc) at each of its last this many evaluations, or diverged; the tables and "
+        "a checkpoint are written as at the end (0: train every run to the last step)")
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -238,6 +242,8 @@ class TrainConfig:
         if self.keep_checkpoint_every is not None and self.keep_checkpoint_every < 1:
             raise ConfigError(f"keep_checkpoint_every={self.keep_checkpoint_every} must be >= 1, "
                               f"or none to keep only the last keep_checkpoints")
+        if self.stop_when_decided < 0:
+            raise ConfigError(f"stop_when_decided={self.stop_when_decided} must be >= 0 (0: off)")
 
     def eval_steps(self) -> tuple[int, ...]:
         """Steps at which every run is evaluated: 0, ..., steps (always both ends)."""

@@ -18,8 +18,7 @@ a terminal, or in a notebook (``tqdm.auto``), it is a redrawing tqdm bar; on any
 codes. `jgrok.rundir.run_sweep` creates one by default, so every entry point that trains
 through it shows the same thing.
 
-:class:`TensorBoardCells` writes per-cell aggregates (a cell: one point of the grid without its
-seeds) with tensorboardX, an optional dependency (``pip install -e ".[tensorboard]"``).
+TensorBoard and Weights & Biases scalars are metric writers (`jgrok.writers`).
 """
 
 from __future__ import annotations
@@ -32,8 +31,9 @@ from typing import Optional, TextIO
 
 import numpy as np
 
+from jgrok import writers
 from jgrok.analysis.phases import PhaseThresholds
-from jgrok.errors import ConfigError
+from jgrok.writers import TensorBoardCells  # noqa: F401 (a writer; its home is jgrok.writers)
 
 #: projected times above this (seconds) on a CPU get a hint towards the CPU preset
 CPU_LONG_S = 3 * 3600
@@ -308,64 +308,6 @@ def count_runs(metrics: dict, thresholds: PhaseThresholds = PhaseThresholds()) -
                 diverged=int(np.sum(np.asarray(metrics["diverged"]) != 0)))
 
 
-# ------------------------------------------------------------------------------------------
-# TensorBoard
-# ------------------------------------------------------------------------------------------
-
-#: grid coordinates that tell cells apart, with their short names in tags
-CELL_AXES = (("fraction", "frac"), ("weight_decay", "wd"), ("lr", "lr"), ("init_scale", "alpha"),
-             ("grokfast_lamb", "lamb"), ("grokfast_alpha", "ema"))
-
-
 def require_tensorboardx() -> None:
-    """One `ConfigError` line when tensorboardX is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboardX") is None:
-        raise ConfigError("--tensorboard needs tensorboardX, which is not installed: "
-                          "pip install -e \".[tensorboard]\" (or pip install tensorboardX)")
-
-
-class TensorBoardCells:
-    """Per-cell aggregates of each evaluation as TensorBoard scalars under `logdir`.
-
-    A cell is a point of the grid without its seeds (`CELL_AXES`); its tag prefix names the
-    axes that vary in the grid (``frac0.3_wd1``; ``all`` when none does). Per cell and step:
-    ``train_acc_mean``, ``train_acc_median``, ``val_acc_mean``, ``val_acc_median`` and the
-    shares of its runs ``fitted``, ``generalized`` and ``diverged``. metrics.csv stays the
-    record; these are for watching a sweep live.
-    """
-
-    SCALARS = ("train_acc_mean", "train_acc_median", "val_acc_mean", "val_acc_median", "fitted",
-               "generalized", "diverged")
-
-    def __init__(self, logdir, grid: list, thresholds: PhaseThresholds = PhaseThresholds()):
-        require_tensorboardx()
-        from tensorboardX import SummaryWriter
-
-        self.thresholds = thresholds
-        varying = [(k, short) for k, short in CELL_AXES  # (Grokfast's only where used)
-                   if len({g.get(k) for g in grid}) > 1]
-        cells: dict = {}
-        for i, g in enumerate(grid):
-            name = "_".join(f"{short}{g[k]:g}" for k, short in varying) or "all"
-            cells.setdefault(name, []).append(i)
-        self.cells = {k: np.asarray(v) for k, v in cells.items()}
-        self.writer = SummaryWriter(logdir=str(logdir))
-
-    def add(self, step: int, metrics: dict) -> None:
-        th = self.thresholds
-        train = np.asarray(metrics["train_acc"], np.float64)
-        val = np.asarray(metrics["val_acc"], np.float64)
-        div = np.asarray(metrics["diverged"]) != 0
-        for name, idx in self.cells.items():
-            values = dict(train_acc_mean=train[idx].mean(), train_acc_median=np.median(train[idx]),
-                          val_acc_mean=val[idx].mean(), val_acc_median=np.median(val[idx]),
-                          fitted=np.mean(train[idx] >= th.fit_acc),
-                          generalized=np.mean(val[idx] >= th.gen_acc), diverged=div[idx].mean())
-            for k in self.SCALARS:
-                self.writer.add_scalar(f"{name}/{k}", float(values[k]), int(step))
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
+    """One `ConfigError` line when tensorboardX is missing (`jgrok.writers.require`)."""
+    writers.require("tensorboardX")

@@ -20,13 +20,10 @@ See docs/reliability.md for what survives what.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -34,17 +31,16 @@ from typing import Any, Callable, Optional, Sequence
 import jax
 import pandas as pd
 
-from jgrok import tables
-from jgrok import reporting, sweep
+from jgrok import hooks, reporting, sweep, tables, writers
 from jgrok.checkpoint import Checkpoints, versions_kept
 from jgrok.config import ExperimentConfig
 from jgrok.data.split import Dataset
-from jgrok.errors import ConfigError, Stopped
+from jgrok.errors import ConfigError
 from jgrok.memory import tree_bytes
 
 #: settings that may change between a sweep and its resumption
 RESUMABLE_CHANGES = ("train.checkpoint_every", "train.keep_checkpoints",
-                     "train.keep_checkpoint_every")
+                     "train.keep_checkpoint_every", "train.stop_when_decided")
 #: settings that an explicit evaluation schedule (`run_sweep(eval_steps=...)`) stands in for
 SCHEDULE_SETTINGS = ("train.eval_every", "train.log_eval")
 
@@ -184,37 +180,6 @@ def _rows_until(metrics_path: Path, step: int, engine, schedule: tuple, run_dir:
     return old[at <= step].to_dict("records")
 
 
-def _is_checkpoint_step(step: int, last_saved: int, cfg: ExperimentConfig) -> bool:
-    return step == cfg.train.steps or step - last_saved >= cfg.train.checkpoint_every
-
-
-class _StopRequest:
-    signum: Optional[int] = None
-
-
-@contextlib.contextmanager
-def _stop_on_signals(signals=(signal.SIGTERM, signal.SIGINT)):
-    """While the sweep trains, SIGTERM and SIGINT only record a stop request; the sweep saves a
-    checkpoint at the next evaluation step and raises `Stopped`. Outside the main thread (where
-    Python cannot install handlers) nothing changes."""
-    req = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield req
-        return
-
-    def handler(signum, frame):
-        if req.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: leave now
-        req.signum = signum
-
-    old = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield req
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
     """Check, before anything is written, that `run_dir` can be a run directory: a path that is
     a file, lies under a file, or where nothing can be created is one `ConfigError` line naming
@@ -255,18 +220,14 @@ def eval_schedule(cfg: ExperimentConfig, eval_steps: Optional[Sequence[int]] = N
     return tuple(steps)
 
 
-#: hook called after each evaluation: on_eval(step, state, metrics) -> None, or a dict of extra
-#: per-run columns ({name: sequence of n_runs values}) added to that step's rows of metrics.csv
+#: a user's measure after each evaluation: on_eval(step, state, metrics) -> None, or a dict of
+#: extra per-run columns ({name: sequence of n_runs values}) added to that step's rows of
+#: metrics.csv (`hooks.UserColumns`)
 OnEval = Callable[[int, Any, dict], Optional[dict]]
 #: per-step logger (the slingshot study): step_log(engine, state, n) -> (state after n steps,
 #: {name: array (n_runs, n)}), values of steps `step .. step + n - 1`, written to steps.csv
+#: (`hooks.StepLogger`)
 StepLog = Callable[[Any, Any, int], tuple]
-
-
-def _by_run_and_step(rows: list[dict]) -> pd.DataFrame:
-    """Per-step rows as a table ordered by run, then step (whatever pieces they came in)."""
-    df = pd.DataFrame(rows)
-    return df.sort_values(["run", "step"], kind="stable", ignore_index=True) if len(df) else df
 
 
 def _rows_before(path: Path, step: int) -> list[dict]:
@@ -286,7 +247,8 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
               step_log: Optional[StepLog] = None,
               coords: Optional[dict] = None,
               progress: Optional[reporting.ProgressOptions] = reporting.ProgressOptions(),
-              tensorboard: bool = False) -> pd.DataFrame:
+              tensorboard: bool = False,
+              wandb_project: Optional[str] = None) -> pd.DataFrame:
     """Train the grid of `cfg` on `dataset`, writing into `run_dir`. Returns the metrics table.
 
     `eval_steps`: the evaluation schedule (`eval_schedule`), saved in config.json.
@@ -298,56 +260,31 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
     `memory_limit`: bytes per device to plan waves of runs for (`sweep.build_engine`).
     `progress`: how to report progress (`jgrok.reporting`: an estimate from the first timed
     steps, then a bar or plain lines with ETA and fitted/generalized/diverged counts); None:
-    silent. `tensorboard`: also write per-cell aggregates to `<run_dir>/tensorboard`.
+    silent. `tensorboard`: also write per-cell aggregates and per-run curves to
+    `<run_dir>/tensorboard` (and its `runs/`); `wandb_project`: also log to one Weights & Biases
+    run of that project (`jgrok.writers`).
+    `cfg.train.stop_when_decided` > 0 ends the sweep once every run is decided
+    (`hooks.StopWhenDecided`), with the tables and a checkpoint as at the end.
 
     With `resume=True`, an existing run directory is continued from its newest readable
     checkpoint; a config (or evaluation schedule) that differs from the saved one is refused,
-    naming the settings.
+    naming the settings. The loop and its hooks: `jgrok.hooks`.
     """
     run_dir = check_run_dir(run_dir) if jax.process_index() == 0 else Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    metrics_path = run_dir / "metrics.csv"
-    steps_path = run_dir / "steps.csv"
     schedule = eval_schedule(cfg, eval_steps)
-    cfg_dict = cfg.to_dict()
-    if cfg_path.exists():
-        if not resume:
-            raise ConfigError(f"{run_dir} already holds a sweep; pass --resume to continue it "
-                              f"or choose another --out")
-        try:
-            saved_all = json.loads(cfg_path.read_text())
-            saved = saved_all["config"]
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(f"{cfg_path} is unreadable ({type(e).__name__}); cannot resume")
-        try:  # settings added since the directory was written take their defaults
-            saved = ExperimentConfig.from_dict(saved).to_dict()
-        except Exception:  # noqa: BLE001 - compare as saved; the differences are reported
-            pass
-        diff = config_differences(saved, cfg_dict)
-        if eval_steps is not None and "eval_steps" in saved_all:
-            # an explicit schedule (compared below) replaces the config's eval_every/log_eval
-            diff = [k for k in diff if k not in SCHEDULE_SETTINGS]
-        if diff:
-            fs, fc = _flatten(saved), _flatten(cfg_dict)
-            shown = ", ".join(f"{k} (saved {fs.get(k)!r}, now {fc.get(k)!r})" for k in diff[:6])
-            raise ConfigError(f"cannot resume {run_dir}: config differs in {shown}")
-        saved_schedule = tuple(saved_all.get("eval_steps") or cfg.train.eval_steps())
-        if saved_schedule != schedule:
-            raise ConfigError(f"cannot resume {run_dir}: the evaluation steps differ (saved "
-                              f"{len(saved_schedule)} steps, now {len(schedule)})")
-
+    if (run_dir / "config.json").exists():
+        _check_resumable(run_dir, cfg, resume, eval_steps, schedule)
     engine = sweep.build_engine(cfg, dataset, devices, memory_limit=memory_limit)
     n_local = engine.n_padded // engine.mesh.devices.size
     # (on CPU, waves of one run are the default, not a memory limit: not worth a line)
     if 0 < engine.wave < n_local and (memory_limit or engine.mesh.devices.flat[0].platform
                                            != "cpu"):
         log(f"{n_local} runs per device, trained in waves of {engine.wave}")
-    writer = jax.process_index() == 0
     state = sweep.init_state(engine)
     jax.block_until_ready(state)
     check_disk(run_dir, state, versions_kept(cfg.train),
                metrics_rows=engine.n_runs * len(schedule))
-    if resume and writer:
+    if resume and jax.process_index() == 0:
         _remove_stale_temp_files(run_dir, log)
         _set_aside_itemless_checkpoints(run_dir, log)
     if jax.process_count() > 1:  # every process has checked the directory before any write
@@ -356,114 +293,137 @@ def run_sweep(cfg: ExperimentConfig, dataset: Dataset, run_dir: str | os.PathLik
         multihost_utils.sync_global_devices("jgrok.run_sweep.start")
     ckpts = Checkpoints(run_dir, keep=cfg.train.keep_checkpoints,
                         keep_every=cfg.train.keep_checkpoint_every)
+    info = dict(config=cfg.to_dict(), grid=engine.grid, versions=tables.versions(),
+                n_runs=engine.n_runs, dataset=dataset.name,
+                **({} if eval_steps is None else dict(eval_steps=schedule)),
+                **(extra_config or {}))
+    try:
+        loop, state = _start(run_dir, engine, state, ckpts, schedule, resume, info,
+                             step_log is not None, log)
+    except ConfigError:
+        ckpts.close()
+        raise
+    loop.prefix = dict(coords or {})
+    return _train(loop, state, ckpts, run_dir, info, on_eval, step_log, progress, tensorboard,
+                  wandb_project)
+
+
+def _check_resumable(run_dir: Path, cfg: ExperimentConfig, resume: bool,
+                     eval_steps: Optional[Sequence[int]], schedule: tuple) -> None:
+    """Refuse (ConfigError) to write into a run directory that holds a sweep, unless `resume`
+    and its config.json holds the same settings and evaluation steps."""
+    cfg_path = run_dir / "config.json"
+    if not resume:
+        raise ConfigError(f"{run_dir} already holds a sweep; pass --resume to continue it "
+                          f"or choose another --out")
+    try:
+        saved_all = json.loads(cfg_path.read_text())
+        saved = saved_all["config"]
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{cfg_path} is unreadable ({type(e).__name__}); cannot resume")
+    try:  # settings added since the directory was written take their defaults
+        saved = ExperimentConfig.from_dict(saved).to_dict()
+    except Exception:  # noqa: BLE001 - compare as saved; the differences are reported
+        pass
+    cfg_dict = cfg.to_dict()
+    diff = config_differences(saved, cfg_dict)
+    if eval_steps is not None and "eval_steps" in saved_all:
+        # an explicit schedule (compared below) replaces the config's eval_every/log_eval
+        diff = [k for k in diff if k not in SCHEDULE_SETTINGS]
+    if diff:
+        fs, fc = _flatten(saved), _flatten(cfg_dict)
+        shown = ", ".join(f"{k} (saved {fs.get(k)!r}, now {fc.get(k)!r})" for k in diff[:6])
+        raise ConfigError(f"cannot resume {run_dir}: config differs in {shown}")
+    saved_schedule = tuple(saved_all.get("eval_steps") or cfg.train.eval_steps())
+    if saved_schedule != schedule:
+        raise ConfigError(f"cannot resume {run_dir}: the evaluation steps differ (saved "
+                          f"{len(saved_schedule)} steps, now {len(schedule)})")
+
+
+def _start(run_dir: Path, engine, state, ckpts: Checkpoints, schedule: tuple, resume: bool,
+           info: dict, step_logged: bool, log: Callable[[str], None]):
+    """The `hooks.Loop` and state the sweep starts from: the newest readable checkpoint and the
+    table's rows up to it (resume), else step 0 (config.json written for a new sweep)."""
+    cfg_path = run_dir / "config.json"
     start, rows, step_rows = 0, [], []
     if resume and ckpts.steps():
         step, restored = ckpts.restore_latest(state, warn=lambda m: log("WARNING: " + m),
                                              n_runs=engine.n_runs)
         if step is not None:
-            try:
-                rows = _rows_until(metrics_path, step, engine, schedule, run_dir, log)
-                if step_log is not None:
-                    step_rows = _rows_before(steps_path, step)
-            except ConfigError:
-                ckpts.close()
-                raise
+            rows = _rows_until(run_dir / "metrics.csv", step, engine, schedule, run_dir, log)
+            if step_logged:
+                step_rows = _rows_before(run_dir / "steps.csv", step)
             start, state = step, restored
             log(f"resumed from the checkpoint at step {step} ({len(rows)} metric rows kept)")
         else:
             log("WARNING: no readable checkpoint; starting from scratch")
     elif not cfg_path.exists() or not resume:
-        if writer:  # with several processes, only process 0 writes files
-            tables.write_json(dict(config=cfg_dict, grid=engine.grid, versions=tables.versions(),
-                                n_runs=engine.n_runs, dataset=dataset.name,
-                                **({} if eval_steps is None else dict(eval_steps=schedule)),
-                                **(extra_config or {})), cfg_path)
+        if jax.process_index() == 0:  # with several processes, only process 0 writes files
+            tables.write_json(info, cfg_path)
+    return hooks.Loop(engine, schedule, start, rows, step_rows=step_rows,
+                      last_saved=start), state
 
-    last_saved = start
-    prefix = dict(coords or {})
 
-    def advance_logged(engine_, st, n, from_step):
-        st, values = step_log(engine_, st, n)
-        for i, g in enumerate(engine.grid):
-            for t in range(n):
-                step_rows.append(dict(run=i, **prefix, **g, step=from_step + t,
-                                      **{k: float(v[i, t]) for k, v in values.items()}))
-        return st
+def metric_writers(run_dir: Path, loop: hooks.Loop, info: dict, step_logged: bool,
+                   tensorboard: bool, wandb_project: Optional[str]) -> list:
+    """The metric writers of a sweep (`jgrok.writers`): metrics.csv always, steps.csv with a
+    per-step logger, TensorBoard and Weights & Biases where asked for."""
+    grid = loop.engine.grid
+    out = [writers.CsvTable(run_dir / "metrics.csv", loop.rows)]
+    if step_logged:
+        out.append(writers.CsvTable(run_dir / "steps.csv", loop.step_rows, by_run=True))
+    if tensorboard:
+        out += [writers.TensorBoardCells(run_dir / "tensorboard", grid),
+                writers.TensorBoardRuns(run_dir / "tensorboard" / "runs", grid)]
+    if wandb_project:
+        out.append(writers.WandbRun(run_dir, grid, {k: v for k, v in info.items()
+                                                     if k != "grid"}, wandb_project))
+    return out
 
-    # --- progress and live logs (jgrok.reporting) ---
-    reporter = board = pacer = None
-    if progress is not None and writer:
-        platform = engine.mesh.devices.flat[0].platform
-        # on a CPU, evaluating a big grid takes minutes: time the first steps before it
-        reporter = reporting.SweepProgress(engine.n_runs, cfg.train.steps, start, schedule,
-                                           platform, progress,
-                                           defer_first_eval=platform == "cpu" and not rows)
-        if rows:  # counts at the restored step, from the table
-            at = max(r["step"] for r in rows)
-            reporter.evaluated(at, {k: [r[k] for r in rows if r["step"] == at]
-                                    for k in ("train_acc", "val_acc", "diverged")}, timed=False)
-        if jax.process_count() == 1:  # pieces must be the same in every process
-            pacer = reporter
-    if tensorboard and writer:
-        board = reporting.TensorBoardCells(run_dir / "tensorboard", engine.grid)
 
-    def write_tables():
-        tables.write_csv(pd.DataFrame(rows), metrics_path)
-        if step_log is not None:
-            tables.write_csv(_by_run_and_step(step_rows), steps_path)
+def _reporter(loop: hooks.Loop, progress: reporting.ProgressOptions):
+    """The progress display; on a CPU, evaluating a big grid takes minutes: the first steps
+    are timed before it."""
+    engine = loop.engine
+    platform = engine.mesh.devices.flat[0].platform
+    return reporting.SweepProgress(engine.n_runs, engine.cfg.train.steps, loop.start,
+                                   loop.schedule, platform, progress,
+                                   defer_first_eval=platform == "cpu" and not loop.rows)
 
-    def save(step, st):
-        nonlocal last_saved
-        if writer:
-            write_tables()
-        ckpts.save(step, st)
-        last_saved = step
 
-    def on_piece(step, st):
-        # a stop request between two evaluations saves the state at the step reached (the
-        # table holds every evaluation before it), once the start step's rows are in
-        if stop.signum is not None and rows and step not in schedule:
-            save(step, st)
-            ckpts.close()
-            raise Stopped(stop.signum, step)
-    # ---
-
-    def record(step, st, m):
-        if step == start and rows:
-            return  # restored step: its rows are already in the table
-        new = sweep.metric_rows(engine, step, m, extra_coords=prefix)
-        extra = on_eval(step, st, m) if on_eval is not None else None
-        for k, values in (extra or {}).items():
-            for row, v in zip(new, values):  # plain Python values: the table reads back equal
-                row[k] = v.item() if hasattr(v, "item") else v
-        rows.extend(new)
-        if reporter is not None:
-            reporter.evaluated(step, m)
-        if board is not None:
-            board.add(step, m)
-        # a stop request (SIGTERM/SIGINT) saves where we are, then leaves
-        if step > start and (stop.signum is not None
-                             or _is_checkpoint_step(step, last_saved, cfg)):
-            save(step, st)
-        if stop.signum is not None and not sweep.is_late(st):  # (a put-off evaluation's
-            ckpts.close()                                       # stop is served by on_piece)
-            raise Stopped(stop.signum, step)
-
+def _train(loop: hooks.Loop, state, ckpts: Checkpoints, run_dir: Path, info: dict, on_eval,
+           step_log, progress, tensorboard: bool, wandb_project: Optional[str]) -> pd.DataFrame:
+    """Assemble the hooks (order: `jgrok.hooks`), train to the end (or until a hook ends the
+    loop), write the tables. Process 0 writes the files and reports progress."""
+    cfg = loop.engine.cfg
+    main = jax.process_index() == 0
+    reporter = _reporter(loop, progress) if progress is not None and main else None
+    out: list = []
     try:
-        with _stop_on_signals() as stop:
-            # (a restored step's rows are in the table: it is not evaluated again)
-            state = sweep.run_to_step(engine, state, start,
-                                      [s for s in schedule if s > start or not rows], record,
-                                      pacer=pacer, on_piece=on_piece,
-                                      advance_with=advance_logged if step_log else None)
+        out = metric_writers(run_dir, loop, info, step_log is not None, tensorboard,
+                             wandb_project) if main else []
+        flush = (lambda: [w.flush() for w in out]) if main else None
+        checkpointer = hooks.Checkpointer(loop, ckpts, cfg, flush)
+        hook_list = [hooks.MetricRows(loop),
+                     *([hooks.UserColumns(loop, on_eval)] if on_eval is not None else []),
+                     *([hooks.Progress(loop, reporter)] if reporter is not None else []),
+                     hooks.WriteMetrics(loop, out)]
+        if cfg.train.stop_when_decided:
+            hook_list.append(hooks.StopWhenDecided(loop, cfg.train.stop_when_decided))
+        hook_list += [checkpointer, hooks.StopOnSignal(loop, checkpointer)]
+        # (a restored step's rows are in the table: it is not evaluated again)
+        steps = [s for s in loop.schedule if s > loop.start or not loop.rows]
+        if not loop.finish:
+            with hooks.stop_on_signals() as loop.stop:
+                state = sweep.run_to_step(
+                    loop.engine, state, loop.start, steps, hooks=hook_list,
+                    pacer=reporter if jax.process_count() == 1 else None,  # same pieces in
+                    advance_with=hooks.StepLogger(loop, step_log) if step_log else None)
+        if flush is not None:
+            flush()
     finally:
-        for r in (reporter, board):
-            if r is not None:
-                r.close()
-    if writer:
-        write_tables()
-    ckpts.close()
-    return pd.DataFrame(rows)
+        hooks.close_all([*([reporter] if reporter is not None else []), *out, ckpts])
+    return pd.DataFrame(loop.rows)
 
 
 def run_variants(variants: dict[str, ExperimentConfig], datasets: Dataset | dict,

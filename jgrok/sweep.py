@@ -1,5 +1,6 @@
 """R runs in lockstep: grid expansion, `jit(vmap(...))` of the one-run functions, sharding of the
-run axis over devices, and the loop that evaluates, records and checkpoints.
+run axis over devices, and the loop that trains, evaluates and calls its hooks (`jgrok.hooks`:
+recording, checkpoints and the rest).
 
 The host is only in the loop between evaluations: between two eval steps all runs advance with a
 `lax.fori_loop` inside one jitted call (the trip count is an argument, so a log-spaced schedule
@@ -317,9 +318,12 @@ def metric_rows(engine: Engine, step: int, metrics: dict, extra_coords: Optional
 
 
 def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None, pacer=None,
-                on_piece=None, advance_with=None):
-    """Advance from `start_step` through `eval_steps` (those > start_step), calling
-    `on_eval(step, state, metrics)` after each evaluation. Returns the final state.
+                on_piece=None, advance_with=None, hooks=()):
+    """Advance from `start_step` through `eval_steps` (those > start_step), calling the hooks
+    (`jgrok.hooks`: `after_eval(step, state, metrics)` after each evaluation, in list order,
+    `after_piece(step, state)` after each piece); an `after_eval` that returns True ends the
+    loop after that evaluation (every hook still hears it). `on_eval(step, state, metrics)` and
+    `on_piece(step, state)`: plain callbacks, called before the hooks. Returns the final state.
     `advance_with(engine, state, n_steps, from_step)` replaces `advance` (e.g. a per-step
     logger).
 
@@ -327,13 +331,15 @@ def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None
     (`jgrok.reporting.Pacer`), that stretch is cut into timed pieces: `pacer.piece(step,
     n_left)` gives the steps of the next piece and `pacer.trained(n, seconds)` hears how long
     it took (`pacer.compiled(seconds)` first: the training loop is compiled ahead of time, and
-    the jitted call reuses it); `on_piece(step, state)` is called after each piece (it may
-    raise to stop there).
+    the jitted call reuses it); the hooks' `after_piece` may raise to stop there.
     If `pacer.defer_first_eval`, the evaluation at `start_step` waits until `pacer.ready` (the
     first steps are timed before a slow evaluation of the whole grid); it evaluates a copy of
-    the parameters at `start_step`, so its metrics and the order of `on_eval` calls do not
-    change. Pieces change when the host looks, never the results: a step depends only on the
-    state, which carries its own step counter and data-order key."""
+    the parameters at `start_step`, so its metrics and the order of the hooks' calls do not
+    change (it cannot end the loop: the state has moved on). Pieces change when the host looks,
+    never the results: a step depends only on the state, which carries its own step counter and
+    data-order key."""
+    if on_eval is not None or on_piece is not None:
+        hooks = [Callbacks(on_eval, on_piece), *hooks]
     step = start_step
     late = None  # (step, copy of what the evaluation at step needs) while it is put off
     if pacer is not None and advance_with is None and any(s > step for s in eval_steps):
@@ -349,29 +355,59 @@ def run_to_step(engine: Engine, state, start_step: int, eval_steps, on_eval=None
             late = (s, jax.tree.map(jnp.copy, (state.params, state.diverged,
                                                 state.diverged_step)))
             continue
-        while step < s:
-            if pacer is None:
-                state = (advance(engine, state, s - step) if advance_with is None
-                         else advance_with(engine, state, s - step, step))
-                step = s
-                break
-            n = max(1, min(int(pacer.piece(step, s - step)), s - step))
-            t = time.perf_counter()
-            state = (advance(engine, state, n) if advance_with is None
-                     else advance_with(engine, state, n, step))
-            jax.block_until_ready(state)
-            pacer.trained(n, time.perf_counter() - t)
-            step += n
-            if late is not None and (pacer.ready or step == s):
-                late = _late_eval(engine, late, on_eval)
-            if on_piece is not None:
-                on_piece(step, state)
+        state, step, late = _train_to(engine, state, step, s, pacer, advance_with, late, hooks)
         if late is not None:
-            late = _late_eval(engine, late, on_eval)
-        metrics = evaluate(engine, state)
-        if on_eval is not None:
-            on_eval(step, state, metrics)
+            late = _late_eval(engine, late, hooks)
+        if after_eval(hooks, step, state, evaluate(engine, state)):
+            break
     return state
+
+
+def after_eval(hooks, step: int, state, metrics) -> bool:
+    """Every hook's `after_eval`, in order; whether one of them asked to end the loop."""
+    end = False
+    for h in hooks:
+        if hasattr(h, "after_eval") and h.after_eval(step, state, metrics):
+            end = True
+    return end
+
+
+def _train_to(engine, state, step, s, pacer, advance_with, late, hooks):
+    """Train from `step` to the evaluation step `s` (in timed pieces with a `pacer`)."""
+    def run(st, n, from_step):
+        return advance(engine, st, n) if advance_with is None else advance_with(engine, st, n,
+                                                                                from_step)
+    if pacer is None:
+        return (run(state, s - step, step) if step < s else state), s, late
+    while step < s:
+        n = max(1, min(int(pacer.piece(step, s - step)), s - step))
+        t = time.perf_counter()
+        state = run(state, n, step)
+        jax.block_until_ready(state)
+        pacer.trained(n, time.perf_counter() - t)
+        step += n
+        if late is not None and (pacer.ready or step == s):
+            late = _late_eval(engine, late, hooks)
+        for h in hooks:
+            if hasattr(h, "after_piece"):
+                h.after_piece(step, state)
+    return state, step, late
+
+
+@dataclasses.dataclass
+class Callbacks:
+    """Plain functions as a hook: `on_eval(step, state, metrics)`, `on_piece(step, state)`."""
+
+    on_eval: Optional[Callable] = None
+    on_piece: Optional[Callable] = None
+
+    def after_eval(self, step, state, metrics):
+        if self.on_eval is not None:
+            self.on_eval(step, state, metrics)
+
+    def after_piece(self, step, state):
+        if self.on_piece is not None:
+            self.on_piece(step, state)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,13 +427,13 @@ def is_late(state) -> bool:
     return isinstance(state, LateState)
 
 
-def _late_eval(engine, late, on_eval):
-    """The put-off evaluation of `run_to_step`: `on_eval` gets a `LateState`."""
+def _late_eval(engine, late, hooks):
+    """The put-off evaluation of `run_to_step`: the hooks get a `LateState` (and cannot end the
+    loop)."""
     at, (params, diverged, diverged_step) = late
     metrics = _evaluate(engine, params, diverged, diverged_step)
-    if on_eval is not None:
-        on_eval(at, LateState(params, jnp.full(diverged.shape, at, jnp.int32), diverged,
-                              diverged_step), metrics)
+    after_eval(hooks, at, LateState(params, jnp.full(diverged.shape, at, jnp.int32), diverged,
+                                    diverged_step), metrics)
     return None
 
 

@@ -181,6 +181,8 @@ def read_scalars(logdir) -> dict:
 
     out: dict = {}
     for name in sorted(os.listdir(logdir)):
+        if os.path.isdir(os.path.join(logdir, name)):  # another TensorBoard run (runs/)
+            continue
         data = open(os.path.join(logdir, name), "rb").read()
         pos = 0
         while pos < len(data):
@@ -204,6 +206,12 @@ def test_tensorboard_writes_per_cell_aggregates(tiny_cfg, tmp_path):
         assert [s for s, _ in got] == [0, 10, 20, 30]
         want = df[df.fraction == frac].groupby("step").val_acc.mean()
         np.testing.assert_allclose([v for _, v in got], want.values, rtol=1e-6)
+    runs = read_scalars(tmp_path / "run" / "tensorboard" / "runs")  # one curve per run
+    for i, cell in ((0, "frac0.4"), (len(df.run.unique()) - 1, "frac0.7")):
+        got = runs[f"{cell}/run_{i}/val_acc"]
+        want = df[df.run == i].sort_values("step")
+        assert [s for s, _ in got] == list(want.step)
+        np.testing.assert_allclose([v for _, v in got], want.val_acc.values, rtol=1e-6)
 
 
 def test_tensorboard_without_tensorboardx_is_one_line(monkeypatch, tmp_path):
